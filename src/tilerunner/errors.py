@@ -1,0 +1,92 @@
+"""Errors raised by tilerunner.
+
+Every error derives from :class:`TilerunnerError` and says what the caller should change::
+
+    TilerunnerError
+     ├── InvalidRequestError      bad input; never retry (job document, CLI flags, paths)
+     │    ├── SourceError         a source is missing, unreadable or not a raster
+     │    └── UnknownNameError    a model, queue engine or output format that does not exist
+     ├── RetryableError           transient; the region is retried (lease lost, broker busy)
+     ├── ModelError               the model raised or returned malformed output
+     ├── QueueError               the queue engine failed
+     └── StoreError               the state database failed or is inconsistent
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "InvalidRequestError",
+    "ModelError",
+    "QueueError",
+    "RetryableError",
+    "SourceError",
+    "StoreError",
+    "TilerunnerError",
+    "UnknownNameError",
+]
+
+
+class TilerunnerError(Exception):
+    """Root of every error tilerunner raises on purpose."""
+
+    code: str = "error"
+
+
+class InvalidRequestError(TilerunnerError, ValueError):
+    """The request is wrong; retrying it unchanged will fail again."""
+
+    code = "invalid_request"
+
+
+class SourceError(InvalidRequestError):
+    """A source cannot be opened or read."""
+
+    code = "source_error"
+
+
+class UnknownNameError(InvalidRequestError, LookupError):
+    """A name (model, engine, format) is not known; suggests the closest known names."""
+
+    code = "unknown_name"
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
+        known_list = sorted(known)
+        close = difflib.get_close_matches(name, known_list, n=3)
+        message = f"unknown {kind} {name!r}"
+        if close:
+            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        elif known_list:
+            message += f"; known: {', '.join(known_list)}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.known = known_list
+
+
+class RetryableError(TilerunnerError):
+    """A transient failure; the work is retried."""
+
+    code = "retryable"
+
+
+class ModelError(TilerunnerError):
+    """The model failed or returned output that does not match the model contract."""
+
+    code = "model_error"
+
+
+class QueueError(TilerunnerError):
+    """The queue engine failed."""
+
+    code = "queue_error"
+
+
+class StoreError(TilerunnerError):
+    """The state database failed."""
+
+    code = "store_error"
