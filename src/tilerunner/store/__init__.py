@@ -1,1 +1,36 @@
-"""store."""
+"""The state database: SQLAlchemy tables, migrations and the repository."""
+
+from tilerunner.store.database import open_engine, sqlite_path, upgrade
+from tilerunner.store.records import (
+    Counts,
+    FeatureRows,
+    ImagePlan,
+    ImageRecord,
+    JobError,
+    JobRecord,
+    OutboxItem,
+)
+from tilerunner.store.repository import Store
+
+__all__ = [
+    "Counts",
+    "FeatureRows",
+    "ImagePlan",
+    "ImageRecord",
+    "JobError",
+    "JobRecord",
+    "OutboxItem",
+    "Store",
+    "open_engine",
+    "open_store",
+    "sqlite_path",
+    "upgrade",
+]
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open the store at ``url`` and (by default) bring its schema up to date."""
+    engine = open_engine(url)
+    if migrate:
+        upgrade(engine)
+    return Store(engine)

@@ -1,0 +1,139 @@
+"""The job document: what ``tilerunner submit job.json`` reads and ``tilerunner run`` builds.
+
+Unknown fields are an error, never ignored, so a typo such as ``"overlapp"`` is reported instead
+of silently running with the default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tilerunner.errors import InvalidRequestError
+
+__all__ = [
+    "CallbackSpec",
+    "JobSpec",
+    "MergeSpec",
+    "OutputSpec",
+    "SourceSpec",
+    "StageSpec",
+    "TilingSpec",
+    "parse_job",
+]
+
+Task = Literal["detect", "classify", "segment"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """One source with an explicit id (the id is what output features carry as ``image``)."""
+
+    url: str = Field(min_length=1)
+    id: str | None = None
+
+
+class StageSpec(_Strict):
+    """One pipeline stage: the task and the name of a model that workers serve."""
+
+    task: Task
+    model: str = Field(min_length=1)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class TilingSpec(_Strict):
+    tile_size: int = Field(default=512, ge=16, le=16384)
+    overlap: int = Field(default=64, ge=0)
+    region_size: int = Field(default=4096, ge=1)
+    bands: list[int] | None = None
+    scale: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> TilingSpec:
+        if self.overlap >= self.tile_size:
+            raise ValueError(
+                f"overlap ({self.overlap}) must be smaller than tile_size ({self.tile_size}); "
+                "lower --overlap or raise --tile-size"
+            )
+        return self
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(b < 1 for b in value)):
+            raise ValueError("bands are 1-based band numbers, e.g. [1, 2, 3]")
+        return value
+
+
+class MergeSpec(_Strict):
+    method: Literal["nms", "soft-nms", "nmm", "none"] = "nms"
+    iou: float = Field(default=0.5, ge=0.0, le=1.0)
+    metric: Literal["iou", "ios"] = "iou"
+    class_agnostic: bool = False
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class OutputSpec(_Strict):
+    uri: str = Field(min_length=1)
+    format: str | None = None
+
+
+class CallbackSpec(_Strict):
+    url: str
+    secret: str | None = None
+
+
+class JobSpec(_Strict):
+    name: str | None = None
+    sources: list[str | SourceSpec] = Field(min_length=1)
+    pipeline: list[StageSpec] = Field(min_length=1)
+    tiling: TilingSpec = Field(default_factory=TilingSpec)
+    merge: MergeSpec = Field(default_factory=MergeSpec)
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    callback: CallbackSpec | None = None
+    max_attempts: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _single_stage(self) -> JobSpec:
+        if len(self.pipeline) > 1:
+            raise ValueError(
+                "pipelines with more than one stage are not supported in this version; "
+                "submit one job per stage"
+            )
+        return self
+
+    def fingerprint(self) -> str:
+        """A stable hash of the document: the same command resumes the same job."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def source_pairs(self) -> list[str | tuple[str, str]]:
+        """Sources in the form :func:`tilerunner.imagery.expand_sources` takes."""
+        return [s if isinstance(s, str) else (s.id or s.url, s.url) for s in self.sources]
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "job"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        parts.append(f"{where}: {message}")
+    return "invalid job document: " + "; ".join(parts)
+
+
+def parse_job(document: dict[str, Any] | str | bytes) -> JobSpec:
+    """Validate a job document (dict or JSON text); InvalidRequestError says what to fix."""
+    try:
+        if isinstance(document, str | bytes):
+            return JobSpec.model_validate_json(document)
+        return JobSpec.model_validate(document)
+    except ValidationError as error:
+        raise InvalidRequestError(_describe(error)) from None

@@ -1,0 +1,595 @@
+"""Repository: every read and write of the state database goes through :class:`Store`.
+
+State changes are guarded updates: a region flips to done only if it was pending, a job moves
+only from the states :mod:`tilerunner.jobs.states` allows. Completing a region writes its
+features and flips its row in one transaction, so a duplicate delivery writes and counts
+nothing, and the last region of a job schedules exactly one aggregation (an outbox row with a
+unique key).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from tilerunner.errors import StoreError
+from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
+from tilerunner.store.records import (
+    Counts,
+    FeatureRows,
+    ImagePlan,
+    ImageRecord,
+    JobError,
+    JobRecord,
+    OutboxItem,
+)
+from tilerunner.store.tables import events, features, images, jobs, outbox, regions, workers
+
+__all__ = ["AGGREGATE", "Store"]
+
+AGGREGATE = "aggregate"
+_BATCH = 5000
+
+
+def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any]) -> int:
+    """INSERT that does nothing on a unique-key conflict; returns rows inserted."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**row).on_conflict_do_nothing()
+    elif name == "sqlite":
+        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two dialects above are supported
+        raise StoreError(f"unsupported database dialect {name!r}")
+    return int(conn.execute(stmt).rowcount or 0)
+
+
+class Store:
+    """The state database of jobs, images, regions, features, events, outbox and workers."""
+
+    def __init__(self, engine: Engine, clock: Any = time.time) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    # ----------------------------------------------------------------- jobs
+    def create_job(
+        self, job_id: str, name: str | None, spec: dict[str, Any], plans: list[ImagePlan]
+    ) -> bool:
+        """Write a job with its images and regions; False if the job id exists already."""
+        now = self._clock()
+        with self._begin() as conn:
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first():
+                return False
+            conn.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    name=name,
+                    spec=spec,
+                    status=JobState.QUEUED.value,
+                    created_at=now,
+                    images_total=len(plans),
+                    regions_total=sum(len(p.region_tile_counts) for p in plans),
+                    tiles_total=sum(sum(p.region_tile_counts) for p in plans),
+                )
+            )
+            self._event(conn, job_id, "queued", f"job queued with {len(plans)} image(s)")
+            for plan in plans:
+                failed = plan.error is not None
+                conn.execute(
+                    insert(images).values(
+                        job_id=job_id,
+                        idx=plan.idx,
+                        source_id=plan.source_id,
+                        url=plan.url,
+                        width=plan.width,
+                        height=plan.height,
+                        region_tiles=plan.region_tiles,
+                        regions_total=len(plan.region_tile_counts),
+                        tiles_total=sum(plan.region_tile_counts),
+                        state=(ImageState.FAILED if failed else ImageState.PENDING).value,
+                        error=plan.error,
+                    )
+                )
+                if failed:
+                    self._event(conn, job_id, "image_failed", plan.error or "", image_idx=plan.idx)
+                rows = [
+                    {
+                        "job_id": job_id,
+                        "image_idx": plan.idx,
+                        "idx": r,
+                        "state": RegionState.PENDING.value,
+                        "n_tiles": n,
+                    }
+                    for r, n in enumerate(plan.region_tile_counts)
+                ]
+                for start in range(0, len(rows), _BATCH):
+                    conn.execute(insert(regions), rows[start : start + _BATCH])
+                if not failed and not rows:
+                    conn.execute(
+                        update(images)
+                        .where(images.c.job_id == job_id, images.c.idx == plan.idx)
+                        .values(state=ImageState.DONE.value)
+                    )
+            self._maybe_schedule_aggregation(conn, job_id)
+        return True
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._begin() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return None if row is None else JobRecord(**dict(row))
+
+    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+            ).mappings()
+            return [JobRecord(**dict(r)) for r in rows]
+
+    def set_job_state(self, job_id: str, target: JobState, error: str | None = None) -> bool:
+        """Move a job to ``target`` if its transitions allow it from the current state."""
+        allowed = [s.value for s in sources_of(target)]
+        values: dict[str, Any] = {"status": target.value}
+        now = self._clock()
+        if target is JobState.RUNNING:
+            values["started_at"] = now
+        if target in (JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED):
+            values["finished_at"] = now
+        if error is not None:
+            values["error"] = error
+        with self._begin() as conn:
+            changed = conn.execute(
+                update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(allowed)).values(**values)
+            ).rowcount
+            if changed:
+                self._event(conn, job_id, target.value, error or f"job {target.value}")
+        return bool(changed)
+
+    def set_outputs(self, job_id: str, uris: list[str]) -> None:
+        with self._begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(outputs=uris))
+
+    def counts(self, job_id: str) -> Counts:
+        with self._begin() as conn:
+            job = conn.execute(
+                select(jobs.c.images_total, jobs.c.regions_total, jobs.c.tiles_total).where(
+                    jobs.c.id == job_id
+                )
+            ).first()
+            if job is None:
+                raise StoreError(f"no job {job_id!r} in the state database")
+            by_state = {
+                state: (int(n), int(t or 0), int(f or 0))
+                for state, n, t, f in conn.execute(
+                    select(
+                        regions.c.state,
+                        func.count(),
+                        func.sum(regions.c.n_tiles),
+                        func.sum(regions.c.n_features),
+                    )
+                    .where(regions.c.job_id == job_id)
+                    .group_by(regions.c.state)
+                )
+            }
+            image_states = dict(
+                conn.execute(
+                    select(images.c.state, func.count())
+                    .where(images.c.job_id == job_id)
+                    .group_by(images.c.state)
+                ).all()
+            )
+        done = by_state.get(RegionState.DONE.value, (0, 0, 0))
+        failed = by_state.get(RegionState.FAILED.value, (0, 0, 0))
+        return Counts(
+            images_total=int(job.images_total),
+            images_done=int(image_states.get(ImageState.DONE.value, 0)),
+            images_failed=int(image_states.get(ImageState.FAILED.value, 0)),
+            regions_total=int(job.regions_total),
+            regions_done=done[0],
+            regions_failed=failed[0],
+            tiles_total=int(job.tiles_total),
+            tiles_done=done[1],
+            features=done[2],
+        )
+
+    def errors(self, job_id: str) -> list[JobError]:
+        """Typed errors: failed images (unreadable sources) and failed regions."""
+        with self._begin() as conn:
+            out = [
+                JobError("source_error", str(r.error), str(r.source_id), None)
+                for r in conn.execute(
+                    select(images.c.source_id, images.c.error).where(
+                        images.c.job_id == job_id, images.c.error.is_not(None)
+                    )
+                )
+            ]
+            out += [
+                JobError("region_failed", str(r.error), str(r.source_id), int(r.idx))
+                for r in conn.execute(
+                    select(regions.c.idx, regions.c.error, images.c.source_id)
+                    .join(
+                        images,
+                        and_(
+                            images.c.job_id == regions.c.job_id, images.c.idx == regions.c.image_idx
+                        ),
+                    )
+                    .where(regions.c.job_id == job_id, regions.c.state == RegionState.FAILED.value)
+                    .order_by(regions.c.image_idx, regions.c.idx)
+                )
+            ]
+        return out
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(events).where(events.c.job_id == job_id).order_by(events.c.id)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    # --------------------------------------------------------------- images
+    def images(self, job_id: str) -> list[ImageRecord]:
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(images).where(images.c.job_id == job_id).order_by(images.c.idx)
+            ).mappings()
+            return [self._image_record(dict(r)) for r in rows]
+
+    def image(self, job_id: str, idx: int) -> ImageRecord:
+        with self._begin() as conn:
+            row = (
+                conn.execute(select(images).where(images.c.job_id == job_id, images.c.idx == idx))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise StoreError(f"no image {idx} in job {job_id!r}")
+        return self._image_record(dict(row))
+
+    @staticmethod
+    def _image_record(row: dict[str, Any]) -> ImageRecord:
+        return ImageRecord(
+            job_id=row["job_id"],
+            idx=row["idx"],
+            source_id=row["source_id"],
+            url=row["url"],
+            width=row["width"] or 0,
+            height=row["height"] or 0,
+            region_tiles=row["region_tiles"] or 0,
+            state=row["state"],
+        )
+
+    # -------------------------------------------------------------- regions
+    def pending_regions(self, job_id: str) -> Iterator[tuple[int, int]]:
+        """(image_idx, region_idx) of every region not yet done or failed."""
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(regions.c.image_idx, regions.c.idx)
+                .where(regions.c.job_id == job_id, regions.c.state == RegionState.PENDING.value)
+                .order_by(regions.c.image_idx, regions.c.idx)
+            ).all()
+        for image_idx, region_idx in rows:
+            yield int(image_idx), int(region_idx)
+
+    def region_state(self, job_id: str, image_idx: int, region_idx: int) -> str | None:
+        with self._begin() as conn:
+            state = conn.execute(
+                select(regions.c.state).where(
+                    regions.c.job_id == job_id,
+                    regions.c.image_idx == image_idx,
+                    regions.c.idx == region_idx,
+                )
+            ).scalar()
+        return None if state is None else str(state)
+
+    def complete_region(
+        self, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows, worker: str = ""
+    ) -> bool:
+        """Record a region's features and mark it done, once. False for a duplicate delivery."""
+        with self._begin() as conn:
+            self._lock_image(conn, job_id, image_idx)
+            changed = conn.execute(
+                update(regions)
+                .where(
+                    regions.c.job_id == job_id,
+                    regions.c.image_idx == image_idx,
+                    regions.c.idx == region_idx,
+                    regions.c.state == RegionState.PENDING.value,
+                )
+                .values(
+                    state=RegionState.DONE.value,
+                    n_features=len(rows),
+                    worker=worker,
+                    finished_at=self._clock(),
+                    attempts=regions.c.attempts + 1,
+                )
+            ).rowcount
+            if not changed:
+                return False
+            if len(rows):
+                self._insert_features(conn, job_id, image_idx, region_idx, rows)
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobState.QUEUED.value)
+                .values(status=JobState.RUNNING.value, started_at=self._clock())
+            )
+            self._after_region(conn, job_id, image_idx)
+        return True
+
+    def fail_region(
+        self, job_id: str, image_idx: int, region_idx: int, error: str, worker: str = ""
+    ) -> bool:
+        """Mark a region failed for good (its message is dead-lettered); False if not pending."""
+        with self._begin() as conn:
+            self._lock_image(conn, job_id, image_idx)
+            changed = conn.execute(
+                update(regions)
+                .where(
+                    regions.c.job_id == job_id,
+                    regions.c.image_idx == image_idx,
+                    regions.c.idx == region_idx,
+                    regions.c.state == RegionState.PENDING.value,
+                )
+                .values(
+                    state=RegionState.FAILED.value,
+                    error=error,
+                    worker=worker,
+                    finished_at=self._clock(),
+                )
+            ).rowcount
+            if not changed:
+                return False
+            self._event(
+                conn, job_id, "region_failed", error, image_idx=image_idx, region_idx=region_idx
+            )
+            self._after_region(conn, job_id, image_idx)
+        return True
+
+    def retry_region(self, job_id: str, image_idx: int, region_idx: int) -> bool:
+        """Put a failed region back to pending (``queue requeue``); its image and job reopen."""
+        with self._begin() as conn:
+            changed = conn.execute(
+                update(regions)
+                .where(
+                    regions.c.job_id == job_id,
+                    regions.c.image_idx == image_idx,
+                    regions.c.idx == region_idx,
+                    regions.c.state == RegionState.FAILED.value,
+                )
+                .values(state=RegionState.PENDING.value, error=None)
+            ).rowcount
+            if changed:
+                conn.execute(
+                    update(images)
+                    .where(images.c.job_id == job_id, images.c.idx == image_idx)
+                    .values(state=ImageState.PENDING.value)
+                )
+        return bool(changed)
+
+    def note_attempt_failed(self, job_id: str, image_idx: int, region_idx: int, error: str) -> None:
+        """Record a failed attempt that will be retried (the timeline shows it)."""
+        with self._begin() as conn:
+            self._event(
+                conn, job_id, "attempt_failed", error, image_idx=image_idx, region_idx=region_idx
+            )
+
+    def features(self, job_id: str, image_idx: int) -> FeatureRows:
+        """All owned features of one image, in a stable order (region, then insertion)."""
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(
+                    features.c.x0,
+                    features.c.y0,
+                    features.c.x1,
+                    features.c.y1,
+                    features.c.score,
+                    features.c.class_id,
+                    features.c.label,
+                    features.c.extra,
+                )
+                .where(features.c.job_id == job_id, features.c.image_idx == image_idx)
+                .order_by(features.c.region_idx, features.c.id)
+            ).all()
+        if not rows:
+            return FeatureRows()
+        extra = [r.extra for r in rows]
+        return FeatureRows(
+            boxes=np.array([(r.x0, r.y0, r.x1, r.y1) for r in rows], dtype=np.float64),
+            scores=np.array([r.score for r in rows], dtype=np.float64),
+            class_ids=np.array([r.class_id for r in rows], dtype=np.int64),
+            labels=[str(r.label) for r in rows],
+            extra=extra if any(e is not None for e in extra) else None,
+        )
+
+    # --------------------------------------------------------------- outbox
+    def claim_outbox(self, owner: str, lease_seconds: float = 300.0) -> OutboxItem | None:
+        """Claim one pending aggregation; a claim whose owner died expires after the lease."""
+        now = self._clock()
+        with self._begin() as conn:
+            row = conn.execute(
+                select(outbox.c.id, outbox.c.job_id, outbox.c.kind)
+                .where(
+                    outbox.c.done_at.is_(None),
+                    (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now),
+                )
+                .order_by(outbox.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(claimed_by=owner, claimed_until=now + lease_seconds)
+            )
+        return OutboxItem(id=int(row.id), job_id=str(row.job_id), kind=str(row.kind))
+
+    def finish_outbox(self, item: OutboxItem) -> None:
+        with self._begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == item.id).values(done_at=self._clock()))
+
+    def pending_outbox(self, job_id: str) -> bool:
+        with self._begin() as conn:
+            return (
+                conn.execute(
+                    select(outbox.c.id).where(outbox.c.job_id == job_id, outbox.c.done_at.is_(None))
+                ).first()
+                is not None
+            )
+
+    def reopen_aggregation(self, job_id: str) -> None:
+        """Forget a finished aggregation so that it runs again (after a requeue)."""
+        with self._begin() as conn:
+            conn.execute(outbox.delete().where(outbox.c.job_id == job_id))
+
+    # -------------------------------------------------------------- workers
+    def worker_heartbeat(
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        models: list[str],
+        leases_held: int,
+        tiles_done: int,
+        regions_done: int,
+        tiles_per_second: float,
+    ) -> None:
+        now = self._clock()
+        values = {
+            "host": host,
+            "pid": pid,
+            "models": models,
+            "last_seen": now,
+            "leases_held": leases_held,
+            "tiles_done": tiles_done,
+            "regions_done": regions_done,
+            "tiles_per_second": tiles_per_second,
+        }
+        with self._begin() as conn:
+            if not conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(**values)
+            ).rowcount:
+                conn.execute(insert(workers).values(id=worker_id, started_at=now, **values))
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self._begin() as conn:
+            return [
+                dict(r) for r in conn.execute(select(workers).order_by(workers.c.id)).mappings()
+            ]
+
+    # ------------------------------------------------------------ internals
+    def _begin(self) -> Any:
+        try:
+            return self.engine.begin()
+        except OperationalError as error:
+            raise StoreError(f"cannot reach the state database: {error.orig}") from None
+
+    def _event(
+        self,
+        conn: Connection,
+        job_id: str,
+        kind: str,
+        message: str,
+        image_idx: int | None = None,
+        region_idx: int | None = None,
+    ) -> None:
+        conn.execute(
+            insert(events).values(
+                job_id=job_id,
+                at=self._clock(),
+                kind=kind,
+                message=message,
+                image_idx=image_idx,
+                region_idx=region_idx,
+            )
+        )
+
+    @staticmethod
+    def _lock_image(conn: Connection, job_id: str, image_idx: int) -> None:
+        """Serialise completions of one image (a no-op lock on SQLite, FOR UPDATE elsewhere)."""
+        conn.execute(
+            select(images.c.idx)
+            .where(images.c.job_id == job_id, images.c.idx == image_idx)
+            .with_for_update()
+        )
+
+    @staticmethod
+    def _insert_features(
+        conn: Connection, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows
+    ) -> None:
+        extra = rows.extra or [None] * len(rows)
+        payload = [
+            {
+                "job_id": job_id,
+                "image_idx": image_idx,
+                "region_idx": region_idx,
+                "class_id": int(c),
+                "label": label,
+                "score": float(s),
+                "x0": float(b[0]),
+                "y0": float(b[1]),
+                "x1": float(b[2]),
+                "y1": float(b[3]),
+                "extra": e,
+            }
+            for b, s, c, label, e in zip(
+                rows.boxes.tolist(),
+                rows.scores.tolist(),
+                rows.class_ids.tolist(),
+                rows.labels,
+                extra,
+                strict=True,
+            )
+        ]
+        for start in range(0, len(payload), _BATCH):
+            conn.execute(insert(features), payload[start : start + _BATCH])
+
+    def _after_region(self, conn: Connection, job_id: str, image_idx: int) -> None:
+        """Close the image when its last region finished, then the job when its last image did."""
+        pending = conn.execute(
+            select(func.count()).where(
+                regions.c.job_id == job_id,
+                regions.c.image_idx == image_idx,
+                regions.c.state == RegionState.PENDING.value,
+            )
+        ).scalar_one()
+        if pending:
+            return
+        done = conn.execute(
+            select(func.count()).where(
+                regions.c.job_id == job_id,
+                regions.c.image_idx == image_idx,
+                regions.c.state == RegionState.DONE.value,
+            )
+        ).scalar_one()
+        state = ImageState.DONE if done else ImageState.FAILED
+        conn.execute(
+            update(images)
+            .where(
+                images.c.job_id == job_id,
+                images.c.idx == image_idx,
+                images.c.state == ImageState.PENDING.value,
+            )
+            .values(state=state.value)
+        )
+        self._maybe_schedule_aggregation(conn, job_id)
+
+    def _maybe_schedule_aggregation(self, conn: Connection, job_id: str) -> None:
+        conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+        open_images = conn.execute(
+            select(func.count()).where(
+                images.c.job_id == job_id, images.c.state == ImageState.PENDING.value
+            )
+        ).scalar_one()
+        if open_images:
+            return
+        if _insert_ignore(
+            conn, outbox, {"job_id": job_id, "kind": AGGREGATE, "created_at": self._clock()}
+        ):
+            self._event(
+                conn, job_id, "all_regions_finished", "every region finished; aggregation scheduled"
+            )

@@ -1,0 +1,138 @@
+"""SQLAlchemy table definitions: the system of record.
+
+The database, not the broker, is the truth: a region is done when its row says so, and its
+features were written in the same transaction that flipped it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["events", "features", "images", "jobs", "metadata", "outbox", "regions", "workers"]
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255)),
+    Column("spec", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("images_total", Integer, nullable=False, default=0),
+    Column("regions_total", Integer, nullable=False, default=0),
+    Column("tiles_total", BigInteger, nullable=False, default=0),
+    Column("outputs", JSON),
+    Column("error", Text),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("source_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("region_tiles", Integer),
+    Column("regions_total", Integer, nullable=False, default=0),
+    Column("tiles_total", BigInteger, nullable=False, default=0),
+    Column("state", String(16), nullable=False),
+    Column("error", Text),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+)
+
+regions = Table(
+    "regions",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("image_idx", Integer, primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("n_tiles", Integer, nullable=False),
+    Column("n_features", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("worker", String(255)),
+    Column("finished_at", Float),
+    ForeignKeyConstraint(
+        ["job_id", "image_idx"], ["images.job_id", "images.idx"], ondelete="CASCADE"
+    ),
+    Index("ix_regions_job_state", "job_id", "state"),
+)
+
+features = Table(
+    "features",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("image_idx", Integer, nullable=False),
+    Column("region_idx", Integer, nullable=False),
+    Column("class_id", Integer, nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("x0", Float, nullable=False),
+    Column("y0", Float, nullable=False),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("extra", JSON),
+    Index("ix_features_job_image", "job_id", "image_idx"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("image_idx", Integer),
+    Column("region_idx", Integer),
+    Index("ix_events_job", "job_id", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_by", String(255)),
+    Column("claimed_until", Float),
+    Column("done_at", Float),
+    UniqueConstraint("job_id", "kind", name="uq_outbox_job_kind"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("leases_held", Integer, nullable=False, default=0),
+    Column("tiles_done", BigInteger, nullable=False, default=0),
+    Column("regions_done", Integer, nullable=False, default=0),
+    Column("tiles_per_second", Float, nullable=False, default=0.0),
+)
