@@ -1,5 +1,6 @@
 """Job documents, job/image/region states and their transitions (pure: no I/O)."""
 
+from tilerunner.jobs.messages import RegionMessage, queue_name
 from tilerunner.jobs.spec import (
     CallbackSpec,
     JobSpec,
@@ -21,9 +22,11 @@ __all__ = [
     "JobState",
     "MergeSpec",
     "OutputSpec",
+    "RegionMessage",
     "RegionState",
     "SourceSpec",
     "StageSpec",
     "TilingSpec",
     "parse_job",
+    "queue_name",
 ]

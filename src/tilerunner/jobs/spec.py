@@ -43,7 +43,7 @@ class StageSpec(_Strict):
     """One pipeline stage: the task and the name of a model that workers serve."""
 
     task: Task
-    model: str = Field(min_length=1)
+    model: str = Field(pattern=r"^[A-Za-z0-9_-]{1,60}$")
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
@@ -97,7 +97,6 @@ class JobSpec(_Strict):
     merge: MergeSpec = Field(default_factory=MergeSpec)
     outputs: list[OutputSpec] = Field(default_factory=list)
     callback: CallbackSpec | None = None
-    max_attempts: int = Field(default=3, ge=1, le=100)
 
     @model_validator(mode="after")
     def _single_stage(self) -> JobSpec:

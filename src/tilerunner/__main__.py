@@ -1,0 +1,5 @@
+"""``python -m tilerunner``."""
+
+from tilerunner.cli.main import main
+
+main()

@@ -1,0 +1,113 @@
+"""Aggregation: merge what every region kept into one clean result per image, write outputs.
+
+Runs exactly once per job: it is triggered by the outbox row that the last region's completion
+inserted, claimed with an expiring lease (a crashed aggregator's claim is taken over), and the
+final job state is a guarded transition. Cross-region duplicates are removed here by the merge
+over the whole image, so outputs never depend on region size or delivery order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from tilerunner.georef import Georeferencer
+from tilerunner.imagery import GdalEnv
+from tilerunner.jobs import JobSpec, JobState
+from tilerunner.merging import MergeParams, merge
+from tilerunner.outputs import FeatureTable, writer_for
+from tilerunner.store import Counts, ImageRecord, Store
+
+__all__ = ["AggregateResult", "aggregate_job", "image_features", "process_outbox"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateResult:
+    job_id: str
+    status: JobState
+    features: int
+    outputs: list[str]
+    counts: Counts
+    labels: dict[str, int]
+
+
+def merge_params(spec: JobSpec) -> MergeParams:
+    """Merge settings of a job; tile classifications are never suppressed."""
+    method = spec.merge.method if spec.pipeline[0].task == "detect" else "none"
+    return MergeParams(
+        method=method,
+        threshold=spec.merge.iou,
+        metric=spec.merge.metric,
+        class_agnostic=spec.merge.class_agnostic,
+        min_score=spec.merge.min_score,
+    )
+
+
+def image_features(
+    store: Store, image: ImageRecord, spec: JobSpec, env: GdalEnv | None = None
+) -> FeatureTable:
+    """The merged, georeferenced features of one image."""
+    rows = store.features(image.job_id, image.idx)
+    merged = merge(rows.boxes, rows.scores, rows.class_ids, merge_params(spec))
+    georef = Georeferencer.open(image.url, env) if len(merged.scores) else None
+    rings = georef.box_rings(merged.boxes) if georef is not None else None
+    n = len(merged.scores)
+    extra = {}
+    if rows.extra is not None:
+        extra["scores"] = [(rows.extra[i] or {}).get("scores") for i in merged.source.tolist()]
+    return FeatureTable(
+        image=[image.source_id] * n,
+        label=[rows.labels[i] for i in merged.source.tolist()],
+        class_id=merged.labels,
+        score=merged.scores,
+        pixel_bbox=merged.boxes,
+        geometry=[rings[i] for i in range(n)] if rings is not None else [None] * n,
+        extra=extra,
+    )
+
+
+def aggregate_job(store: Store, job_id: str, env: GdalEnv | None = None) -> AggregateResult:
+    """Merge, write every output, set the final state. Safe to repeat (outputs are replaced)."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise LookupError(job_id)
+    spec = JobSpec.model_validate(job.spec)
+    store.set_job_state(job_id, JobState.AGGREGATING)
+    tables = [
+        image_features(store, image, spec, env)
+        for image in store.images(job_id)
+        if image.state == "done"
+    ]
+    table = FeatureTable.concat(tables) if tables else FeatureTable.empty()
+    uris = []
+    for output in spec.outputs:
+        writer_for(output.uri, output.format)(table, output.uri, None)
+        uris.append(output.uri)
+    store.set_outputs(job_id, uris)
+    counts = store.counts(job_id)
+    if counts.regions_failed == 0 and counts.images_failed == 0:
+        status = JobState.SUCCEEDED
+    elif counts.regions_done or counts.images_done:
+        status = JobState.PARTIAL
+    else:
+        status = JobState.FAILED
+    errors = store.errors(job_id)
+    error = errors[0].message if errors and status is not JobState.SUCCEEDED else None
+    store.set_job_state(job_id, status, error=error)
+    log.info("job %s %s: %d feature(s)", job_id, status.value, len(table))
+    return AggregateResult(
+        job_id, status, len(table), uris, counts, dict(Counter(table.label).most_common())
+    )
+
+
+def process_outbox(store: Store, owner: str, env: GdalEnv | None = None) -> AggregateResult | None:
+    """Claim and run one pending aggregation, if any."""
+    item = store.claim_outbox(owner)
+    if item is None:
+        return None
+    result = aggregate_job(store, item.job_id, env)
+    store.finish_outbox(item)
+    return result

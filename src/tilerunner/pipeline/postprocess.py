@@ -1,0 +1,86 @@
+"""Turn one tile's model output into the features that tile owns, in full-image pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tilerunner.errors import ModelError
+from tilerunner.merging import clip_boxes, owned_mask
+from tilerunner.models import ClassScores, Detections, LoadedModel, TileOutput
+from tilerunner.store.records import FeatureRows
+from tilerunner.tiling import TileRef
+
+__all__ = ["owned_features"]
+
+
+def owned_features(
+    output: TileOutput,
+    tile: TileRef,
+    model: LoadedModel,
+    image_width: int,
+    image_height: int,
+    min_score: float,
+) -> FeatureRows:
+    """Features of one tile: detections whose centre lies in the tile's core, or one tile label."""
+    if isinstance(output, Detections):
+        return _detections(output, tile, model, image_width, image_height, min_score)
+    if isinstance(output, ClassScores):
+        return _classification(output, tile, model, image_width, image_height, min_score)
+    raise ModelError(
+        f"model {model.name!r} is a segmentation model; segmentation outputs are not supported "
+        "in this version (use a detect or classify model)"
+    )
+
+
+def _detections(
+    output: Detections,
+    tile: TileRef,
+    model: LoadedModel,
+    width: int,
+    height: int,
+    min_score: float,
+) -> FeatureRows:
+    if not len(output):
+        return FeatureRows()
+    offset = np.array(
+        [tile.window.col_off, tile.window.row_off, tile.window.col_off, tile.window.row_off],
+        dtype=np.float64,
+    )
+    boxes = clip_boxes(output.boxes + offset, width, height)
+    keep = owned_mask(boxes, tile.core, width, height)
+    keep &= output.scores >= min_score
+    keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if not keep.any():
+        return FeatureRows()
+    labels = output.labels[keep]
+    return FeatureRows(
+        boxes=boxes[keep],
+        scores=output.scores[keep],
+        class_ids=labels,
+        labels=[model.label(int(c)) for c in labels],
+    )
+
+
+def _classification(
+    output: ClassScores,
+    tile: TileRef,
+    model: LoadedModel,
+    width: int,
+    height: int,
+    min_score: float,
+) -> FeatureRows:
+    best = int(np.argmax(output.scores))
+    score = float(output.scores[best])
+    if score < min_score:
+        return FeatureRows()
+    w = tile.window
+    footprint = clip_boxes(
+        np.array([[w.col_off, w.row_off, w.col_end, w.row_end]], dtype=np.float64), width, height
+    )
+    return FeatureRows(
+        boxes=footprint,
+        scores=np.array([score]),
+        class_ids=np.array([best], dtype=np.int64),
+        labels=[model.label(best)],
+        extra=[{"scores": [round(float(s), 6) for s in output.scores]}],
+    )

@@ -1,0 +1,221 @@
+"""The in-worker hot path: reader threads -> batcher -> model -> post-processing.
+
+Stages are threads joined by bounded queues, so reading (GDAL releases the GIL), inference
+and post-processing overlap, and memory is bounded by the queue sizes, never by image size:
+at most ``2 x batch_size`` decoded tiles wait for the model, one batch is inside it and two
+wait for post-processing.
+
+Tiles of different regions share batches, so the model never waits for a region boundary.
+Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
+outstanding (end of the work at hand). When a batch raises, its tiles are retried one by one
+so that one poison tile fails only its own region.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tilerunner.errors import ModelError, TilerunnerError
+from tilerunner.models import LoadedModel, TileOutput
+from tilerunner.pipeline.postprocess import owned_features
+from tilerunner.pipeline.work import RegionResult, RegionState, RegionWork, TileItem
+from tilerunner.store.records import FeatureRows
+
+__all__ = ["PipelineStats", "TilePipeline"]
+
+log = logging.getLogger(__name__)
+
+_STOP = None
+_POLL = 0.05
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters for throughput reporting (read by the worker's heartbeat)."""
+
+    tiles_read: int = 0
+    tiles_inferred: int = 0
+    batches: int = 0
+    read_seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+class TilePipeline:
+    """Streams the tiles of submitted regions through one model; reports each finished region."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        on_result: Callable[[RegionResult], None],
+        *,
+        batch_size: int = 8,
+        readers: int = 2,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.model = model
+        self.batch_size = batch_size
+        self.stats = PipelineStats()
+        self._on_result = on_result
+        self._read_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=max(2, readers * 2))
+        self._ready_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=batch_size * 2)
+        self._post_q: queue.Queue[tuple[list[TileItem], list[TileOutput | None]] | None] = (
+            queue.Queue(maxsize=2)
+        )
+        self._outstanding = 0
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+        self._readers = [
+            threading.Thread(target=self._read_loop, name=f"reader-{i}", daemon=True)
+            for i in range(max(1, readers))
+        ]
+        self._batcher = threading.Thread(target=self._batch_loop, name="batcher", daemon=True)
+        self._post = threading.Thread(target=self._post_loop, name="post", daemon=True)
+        for thread in [*self._readers, self._batcher, self._post]:
+            thread.start()
+
+    # ------------------------------------------------------------------ API
+    def submit(self, work: RegionWork) -> None:
+        """Queue a region's tiles; blocks while the pipeline is full (back-pressure)."""
+        self._raise_if_broken()
+        state = RegionState(work)
+        if not work.tiles:
+            self._on_result(RegionResult(work.key, FeatureRows(), 0))
+            return
+        for tile in work.tiles:
+            with self._lock:
+                self._outstanding += 1
+            self._read_q.put(TileItem(state, tile))
+
+    def close(self) -> None:
+        """Finish every submitted region, then stop the threads."""
+        for _ in self._readers:
+            self._read_q.put(_STOP)
+        for thread in self._readers:
+            thread.join()
+        self._ready_q.put(_STOP)
+        self._batcher.join()
+        self._post.join()
+        self._raise_if_broken()
+
+    # -------------------------------------------------------------- readers
+    def _read_loop(self) -> None:
+        while (item := self._read_q.get()) is not _STOP:
+            if item.state.error is None:
+                started = time.perf_counter()
+                try:
+                    item.pixels = item.state.work.reader.read(item.tile.window)
+                except TilerunnerError as error:
+                    item.error = error
+                except (
+                    Exception
+                ) as error:  # boundary: a reader bug fails the region, not the worker
+                    log.exception("reading %s failed", item.tile.window)
+                    item.error = TilerunnerError(f"reading {item.tile.window} failed: {error!r}")
+                self.stats.read_seconds += time.perf_counter() - started
+                self.stats.tiles_read += 1
+            self._ready_q.put(item)
+            with self._lock:
+                self._outstanding -= 1
+
+    # -------------------------------------------------------------- batcher
+    def _batch_loop(self) -> None:
+        try:
+            self._batches()
+        except BaseException as error:  # keep the failure for the caller of submit/close
+            self._failure = error
+            raise
+        finally:
+            self._post_q.put(_STOP)
+
+    def _batches(self) -> None:
+        batch: list[TileItem] = []
+        while True:
+            try:
+                item = self._ready_q.get(timeout=_POLL)
+            except queue.Empty:
+                with self._lock:
+                    idle = self._outstanding == 0
+                if batch and idle:
+                    self._infer(batch)
+                    batch = []
+                continue
+            if item is _STOP:
+                if batch:
+                    self._infer(batch)
+                return
+            if item.pixels is None:  # a read error or a region that already failed
+                self._post_q.put(([item], [None]))
+                continue
+            if batch and batch[0].pixels is not None and batch[0].pixels.shape != item.pixels.shape:
+                self._infer(batch)
+                batch = []
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                self._infer(batch)
+                batch = []
+
+    def _infer(self, batch: list[TileItem]) -> None:
+        try:
+            outputs: list[TileOutput | None] = list(self._predict(batch))
+        except ModelError as error:
+            if len(batch) == 1:
+                batch[0].error = error
+                outputs = [None]
+            else:
+                for item in batch:  # isolate the poison tile
+                    self._infer([item])
+                return
+        self._post_q.put((batch, outputs))
+
+    def _predict(self, batch: list[TileItem]) -> list[TileOutput]:
+        tiles = np.stack([item.pixels for item in batch if item.pixels is not None])
+        windows = [item.tile.window for item in batch] if self.model.wants_windows else None
+        started = time.perf_counter()
+        outputs = self.model.predict(tiles, windows)
+        self.stats.model_seconds += time.perf_counter() - started
+        self.stats.tiles_inferred += len(batch)
+        self.stats.batches += 1
+        return outputs
+
+    # ------------------------------------------------------ post-processing
+    def _post_loop(self) -> None:
+        while (entry := self._post_q.get()) is not _STOP:
+            items, outputs = entry
+            for item, output in zip(items, outputs, strict=True):
+                self._account(item, output)
+
+    def _account(self, item: TileItem, output: TileOutput | None) -> None:
+        state = item.state
+        work = state.work
+        if item.error is not None and state.error is None:
+            state.error = item.error
+        elif output is not None and state.error is None:
+            try:
+                state.parts.append(
+                    owned_features(
+                        output,
+                        item.tile,
+                        self.model,
+                        work.image_width,
+                        work.image_height,
+                        work.min_score,
+                    )
+                )
+            except TilerunnerError as error:
+                state.error = error
+        state.seen += 1
+        if state.seen == len(work.tiles):
+            rows = FeatureRows() if state.error else FeatureRows.concat(state.parts)
+            self._on_result(RegionResult(work.key, rows, len(work.tiles), state.error))
+
+    def _raise_if_broken(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError("the tile pipeline stopped") from self._failure

@@ -1,0 +1,60 @@
+"""Shared test configuration.
+
+Tests marked ``services`` need a running PostgreSQL / NATS / RabbitMQ / Redis; on a machine
+without one they skip with the reason. With ``TILERUNNER_REQUIRE_SERVICES=1`` (CI) such a skip
+becomes a failure, so CI never passes by skipping the real servers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real sample rasters in ../shared/data (skips when the folder is absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"sample rasters not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    required = os.environ.get("TILERUNNER_REQUIRE_SERVICES") == "1"
+    if required and report.skipped and item.get_closest_marker("services") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"service required in CI but the test skipped: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Generator[str, None, None]:
+    """An in-process moto server (S3, SQS, ...) on loopback; yields its endpoint URL.
+
+    Fake credentials are put in the environment for the session so boto3 and GDAL can sign
+    requests; moto accepts any.
+    """
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
