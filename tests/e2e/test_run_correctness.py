@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from tr_cli import features, pixel_boxes, tilerunner
 
 TRUTH_MODEL = "tilerunner.testing.models:TruthDetector"
@@ -15,7 +14,8 @@ TRUTH_MODEL = "tilerunner.testing.models:TruthDetector"
 def _truth_boxes(path: Path) -> list[tuple[float, ...]]:
     with path.open(newline="") as handle:
         return sorted(
-            tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")) for r in csv.DictReader(handle)
+            tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+            for r in csv.DictReader(handle)
         )
 
 

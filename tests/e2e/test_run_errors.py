@@ -40,7 +40,18 @@ def test_unreadable_raster(tmp_path: Path) -> None:
 
 
 def test_tile_size_not_above_overlap(tmp_path: Path, tif: Path) -> None:
-    line = _error(tmp_path, str(tif), "--model", FAKE, "-o", "o.geojson", "--tile-size", "64", "--overlap", "64")
+    line = _error(
+        tmp_path,
+        str(tif),
+        "--model",
+        FAKE,
+        "-o",
+        "o.geojson",
+        "--tile-size",
+        "64",
+        "--overlap",
+        "64",
+    )
     assert "overlap" in line and "tile" in line
 
 
@@ -57,7 +68,9 @@ def test_malformed_model_output(tmp_path: Path, tif: Path) -> None:
 
 
 def test_unwritable_output_path(tmp_path: Path, tif: Path) -> None:
-    line = _error(tmp_path, str(tif), "--model", FAKE, "-o", str(tmp_path / "no" / "such" / "o.geojson"))
+    line = _error(
+        tmp_path, str(tif), "--model", FAKE, "-o", str(tmp_path / "no" / "such" / "o.geojson")
+    )
     assert "no/such" in line and "does not exist" in line
     assert not (tmp_path / "s.db").exists()  # nothing stored for an invalid job
 

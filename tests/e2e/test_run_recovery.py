@@ -22,7 +22,9 @@ def _regions_done(db: Path) -> int:
         return 0
     with sqlite3.connect(db, timeout=30) as conn:
         try:
-            return int(conn.execute("select count(*) from regions where state='done'").fetchone()[0])
+            return int(
+                conn.execute("select count(*) from regions where state='done'").fetchone()[0]
+            )
         except sqlite3.OperationalError:
             return 0
 

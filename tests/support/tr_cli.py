@@ -36,6 +36,4 @@ def features(path: Path) -> list[dict[str, Any]]:
 
 def pixel_boxes(path: Path) -> list[tuple[float, ...]]:
     """The output boxes, sorted, rounded to 1e-6 px."""
-    return sorted(
-        tuple(round(v, 6) for v in f["properties"]["pixel_bbox"]) for f in features(path)
-    )
+    return sorted(tuple(round(v, 6) for v in f["properties"]["pixel_bbox"]) for f in features(path))

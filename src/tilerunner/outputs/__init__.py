@@ -1,1 +1,34 @@
-"""outputs."""
+"""Outputs: the columnar feature table and its GeoJSON, GeoParquet, CSV and preview writers.
+
+:func:`writer_for` picks the format from the file extension; :func:`check_writable` is called
+when a job is validated so a bad output path fails before any work is done.
+"""
+
+from tilerunner.outputs.csv import CSV_COLUMNS, write_csv
+from tilerunner.outputs.geojson import write_geojson
+from tilerunner.outputs.geoparquet import write_geoparquet
+from tilerunner.outputs.preview import write_preview
+from tilerunner.outputs.table import FeatureTable
+from tilerunner.outputs.writers import (
+    FORMATS,
+    Writer,
+    atomic_path,
+    check_writable,
+    write_output,
+    writer_for,
+)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FORMATS",
+    "FeatureTable",
+    "Writer",
+    "atomic_path",
+    "check_writable",
+    "write_csv",
+    "write_geojson",
+    "write_geoparquet",
+    "write_output",
+    "write_preview",
+    "writer_for",
+]

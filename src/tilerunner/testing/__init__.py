@@ -1,1 +1,25 @@
-"""testing."""
+"""Fakes shipped with tilerunner, for tests, demos and benchmarks of code that uses it.
+
+Model fakes live in :mod:`tilerunner.testing.models` (plain Python, load them as
+``tilerunner.testing.models:FakeDetector``); ONNX models built in code live in
+:mod:`tilerunner.testing.onnx_models`, which needs the ``onnx`` package and is therefore not
+imported here.
+"""
+
+from tilerunner.testing.models import (
+    ConstantClassifier,
+    FailingModel,
+    FakeDetector,
+    MalformedModel,
+    SleepModel,
+    TruthDetector,
+)
+
+__all__ = [
+    "ConstantClassifier",
+    "FailingModel",
+    "FakeDetector",
+    "MalformedModel",
+    "SleepModel",
+    "TruthDetector",
+]

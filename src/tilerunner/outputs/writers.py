@@ -1,0 +1,189 @@
+"""Choosing a writer from the output name, and writing files safely.
+
+The format follows from the file extension (``.geojson``/``.json``, ``.parquet``/``.geoparquet``,
+``.csv``) unless named explicitly. Two guarantees matter to users:
+
+* :func:`check_writable` runs when a job is validated, before any work, so a typo in ``-o`` fails
+  in a second instead of after an hour of inference.
+* Every file is written to a temporary name in the target directory and moved into place with
+  ``os.replace``, which is atomic on one filesystem: readers see the old file or the complete
+  new one, never a half-written one, and a failure leaves no partial file behind. ``s3://``
+  outputs are written to a local temporary file and uploaded in one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from tilerunner.errors import InvalidRequestError, RetryableError, UnknownNameError
+from tilerunner.outputs.csv import write_csv
+from tilerunner.outputs.geojson import write_geojson
+from tilerunner.outputs.geoparquet import write_geoparquet
+from tilerunner.outputs.table import FeatureTable
+
+__all__ = ["FORMATS", "Writer", "atomic_path", "check_writable", "write_output", "writer_for"]
+
+
+class _LocalWriter(Protocol):
+    def __call__(self, table: FeatureTable, path: str, crs_wkt: str | None = None) -> None: ...
+
+
+#: Output format name -> function writing a local file.
+FORMATS: dict[str, _LocalWriter] = {
+    "geojson": write_geojson,
+    "geoparquet": write_geoparquet,
+    "csv": write_csv,
+}
+_EXTENSIONS = {
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".parquet": "geoparquet",
+    ".geoparquet": "geoparquet",
+    ".csv": "csv",
+}
+_ALIASES = {"parquet": "geoparquet", "json": "geojson"}
+
+
+class Writer(Protocol):
+    """Writes a feature table to ``uri``; ``crs_wkt`` is the CRS of the table's geometry."""
+
+    def __call__(self, table: FeatureTable, uri: str, crs_wkt: str | None = None) -> None: ...
+
+
+def _is_s3(uri: str) -> bool:
+    return uri.lower().startswith("s3://")
+
+
+def writer_for(uri: str, fmt: str | None = None, *, s3_endpoint_url: str | None = None) -> Writer:
+    """The writer for ``uri``, by ``fmt`` if given, else by the file extension."""
+    if fmt is not None:
+        name = _ALIASES.get(fmt.lower(), fmt.lower())
+        if name not in FORMATS:
+            raise UnknownNameError(
+                "output format", fmt, FORMATS, hint="formats: geojson, geoparquet, csv"
+            )
+    else:
+        ext = os.path.splitext(urlsplit(uri).path if _is_s3(uri) else uri)[1].lower()
+        if ext not in _EXTENSIONS:
+            raise UnknownNameError(
+                "output file extension",
+                ext or uri,
+                _EXTENSIONS,
+                hint=(
+                    f"name the output {uri!r} .geojson/.json (GeoJSON), .parquet/.geoparquet "
+                    "(GeoParquet) or .csv (CSV), or pass the format explicitly"
+                ),
+            )
+        name = _EXTENSIONS[ext]
+    write_local = FORMATS[name]
+
+    def write(table: FeatureTable, uri: str, crs_wkt: str | None = None) -> None:
+        write_output(uri, lambda path: write_local(table, path, crs_wkt), s3_endpoint_url)
+
+    return write
+
+
+def check_writable(uri: str) -> None:
+    """Fail fast, before any work, when ``uri`` cannot be written."""
+    if _is_s3(uri):
+        parts = urlsplit(uri)
+        if not parts.netloc or not parts.path.strip("/"):
+            raise InvalidRequestError(
+                f"cannot write output {uri!r}: an S3 output needs a bucket and a key; "
+                "use s3://bucket/path/file.geojson"
+            )
+        return
+    path = os.path.abspath(uri)
+    directory = os.path.dirname(path)
+    if os.path.isdir(path) or uri.endswith(("/", os.sep)):
+        raise InvalidRequestError(
+            f"cannot write output {uri!r}: it is a directory; give a file name such as "
+            f"{os.path.join(uri, 'results.geojson')!r}"
+        )
+    if not os.path.isdir(directory):
+        raise InvalidRequestError(
+            f"cannot write output {uri!r}: directory {directory!r} does not exist; "
+            "create it or choose another -o path"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidRequestError(
+            f"cannot write output {uri!r}: directory {directory!r} is not writable; "
+            "fix its permissions or choose another -o path"
+        )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only on success."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    try:
+        # 0o666 minus the umask: the final file gets ordinary permissions, unlike mkstemp's 0o600.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _os_error(uri: str, exc: OSError) -> Exception:
+    if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError):
+        return InvalidRequestError(
+            f"cannot write output {uri!r}: {exc.strerror}; choose a writable -o path"
+        )
+    return RetryableError(f"cannot write output {uri!r}: {exc}; free disk space and retry")
+
+
+def write_output(
+    uri: str, produce: Callable[[str], None], s3_endpoint_url: str | None = None
+) -> None:
+    """Run ``produce(local_path)`` and put the result at ``uri`` atomically (local or S3)."""
+    if not _is_s3(uri):
+        with atomic_path(uri) as tmp:
+            try:
+                produce(tmp)
+            except OSError as exc:
+                raise _os_error(uri, exc) from exc
+        return
+    suffix = os.path.splitext(urlsplit(uri).path)[1]
+    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    try:
+        produce(tmp)
+        _upload(tmp, uri, s3_endpoint_url)
+    finally:
+        os.unlink(tmp)
+
+
+def _upload(path: str, uri: str, endpoint_url: str | None) -> None:
+    try:
+        import boto3
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError as exc:
+        raise InvalidRequestError(
+            f"cannot write output {uri!r}: s3:// outputs need boto3; install tilerunner[s3]"
+        ) from exc
+    parts = urlsplit(uri)
+    client: Any = boto3.client("s3", endpoint_url=endpoint_url)
+    try:
+        client.upload_file(path, parts.netloc, parts.path.lstrip("/"))
+    except (ClientError, S3UploadFailedError) as exc:
+        permanent = any(code in str(exc) for code in ("NoSuchBucket", "AccessDenied"))
+        error = InvalidRequestError if permanent else RetryableError
+        raise error(
+            f"cannot upload output {uri!r}: {exc}; check that the bucket exists and is writable"
+        ) from exc
+    except BotoCoreError as exc:
+        raise RetryableError(f"cannot upload output {uri!r}: {exc}; check the S3 endpoint") from exc
