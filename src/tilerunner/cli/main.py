@@ -6,6 +6,7 @@ import click
 
 from tilerunner import __version__
 from tilerunner.cli.common import configure_logging, fail
+from tilerunner.cli.demo import demo
 from tilerunner.cli.info import models_command, status_command
 from tilerunner.cli.run import run
 from tilerunner.cli.worker import worker
@@ -30,6 +31,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 
 cli.add_command(run)
+cli.add_command(demo)
 cli.add_command(worker)
 cli.add_command(models_command)
 cli.add_command(status_command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.progress import JobProgress, print_summary
-from tilerunner.coordinator import aggregate_job, repair, submit_job
+from tilerunner.coordinator import aggregate_job, process_outbox, repair, submit_job
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import expand_sources
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, parse_job, queue_name
@@ -232,7 +233,10 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
     _process(store, queue_for, job_id, settings, state_path, url, model_spec, model_params,
              batch_size, readers, workers, quiet)  # fmt: skip
-    result = aggregate_job(store, job_id, settings.gdal_env())
+    env = settings.gdal_env()
+    result = process_outbox(
+        store, f"run-{os.getpid()}", env, settings.s3_endpoint_url, job_id=job_id
+    ) or aggregate_job(store, job_id, env, settings.s3_endpoint_url)  # finished before: rewrite
     if preview is not None:
         _write_preview(store, job_id, spec, preview, settings)
     print_summary(store, job_id, result, time.monotonic() - started)

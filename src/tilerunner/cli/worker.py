@@ -72,7 +72,11 @@ def worker(
         store,
         {name: queue_for(queue_name(name)) for name in models},
         models,
-        RegionContexts(store, settings.gdal_env()),
+        RegionContexts(
+            store,
+            settings.gdal_env(),
+            input_ranges={n: m.input_range for n, m in models.items() if m.input_range},
+        ),
         options,
     )
 

@@ -69,7 +69,9 @@ def image_features(
     )
 
 
-def aggregate_job(store: Store, job_id: str, env: GdalEnv | None = None) -> AggregateResult:
+def aggregate_job(
+    store: Store, job_id: str, env: GdalEnv | None = None, s3_endpoint_url: str | None = None
+) -> AggregateResult:
     """Merge, write every output, set the final state. Safe to repeat (outputs are replaced)."""
     job = store.get_job(job_id)
     if job is None:
@@ -84,7 +86,8 @@ def aggregate_job(store: Store, job_id: str, env: GdalEnv | None = None) -> Aggr
     table = FeatureTable.concat(tables) if tables else FeatureTable.empty()
     uris = []
     for output in spec.outputs:
-        writer_for(output.uri, output.format)(table, output.uri, None)
+        writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)
+        writer(table, output.uri, None)
         uris.append(output.uri)
     store.set_outputs(job_id, uris)
     counts = store.counts(job_id)
@@ -103,11 +106,18 @@ def aggregate_job(store: Store, job_id: str, env: GdalEnv | None = None) -> Aggr
     )
 
 
-def process_outbox(store: Store, owner: str, env: GdalEnv | None = None) -> AggregateResult | None:
-    """Claim and run one pending aggregation, if any."""
-    item = store.claim_outbox(owner)
+def process_outbox(
+    store: Store,
+    owner: str,
+    env: GdalEnv | None = None,
+    s3_endpoint_url: str | None = None,
+    *,
+    job_id: str | None = None,
+) -> AggregateResult | None:
+    """Claim and run one pending aggregation (of ``job_id`` if given), if any."""
+    item = store.claim_outbox(owner, job_id=job_id)
     if item is None:
         return None
-    result = aggregate_job(store, item.job_id, env)
+    result = aggregate_job(store, item.job_id, env, s3_endpoint_url)
     store.finish_outbox(item)
     return result

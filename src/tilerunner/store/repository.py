@@ -405,16 +405,22 @@ class Store:
         )
 
     # --------------------------------------------------------------- outbox
-    def claim_outbox(self, owner: str, lease_seconds: float = 300.0) -> OutboxItem | None:
-        """Claim one pending aggregation; a claim whose owner died expires after the lease."""
+    def claim_outbox(
+        self, owner: str, lease_seconds: float = 300.0, job_id: str | None = None
+    ) -> OutboxItem | None:
+        """Claim one pending aggregation (of ``job_id`` if given); a claim whose owner died
+        expires after the lease."""
         now = self._clock()
+        conditions = [
+            outbox.c.done_at.is_(None),
+            (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now),
+        ]
+        if job_id is not None:
+            conditions.append(outbox.c.job_id == job_id)
         with self._begin() as conn:
             row = conn.execute(
                 select(outbox.c.id, outbox.c.job_id, outbox.c.kind)
-                .where(
-                    outbox.c.done_at.is_(None),
-                    (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now),
-                )
+                .where(*conditions)
                 .order_by(outbox.c.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)

@@ -28,8 +28,15 @@ class ImageContext:
 class RegionContexts:
     """Job specs and open readers, kept while a worker serves a job's regions."""
 
-    def __init__(self, store: Store, env: GdalEnv | None = None, max_images: int = 32) -> None:
+    def __init__(
+        self,
+        store: Store,
+        env: GdalEnv | None = None,
+        max_images: int = 32,
+        input_ranges: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
         self._store = store
+        self._input_ranges = input_ranges or {}
         self._env = env
         self._max_images = max_images
         self._jobs: dict[str, JobSpec] = {}
@@ -58,10 +65,9 @@ class RegionContexts:
         record = self._store.image(job_id, image_idx)
         tiling = spec.tiling
         grid = TileGrid(record.width, record.height, tiling.tile_size, tiling.overlap)
-        bands = BandSpec(
-            bands=tuple(tiling.bands) if tiling.bands else None,
-            scale=tuple(tiling.scale) if tiling.scale else None,  # type: ignore[arg-type]
-        )
+        # Non-uint8 pixels are scaled from the job's range, else the range the model card declares.
+        scale = tiling.scale or self._input_ranges.get(spec.pipeline[0].model)
+        bands = BandSpec(bands=tuple(tiling.bands) if tiling.bands else None, scale=scale)
         context = ImageContext(
             spec=spec,
             reader=RasterReader(record.url, bands, env=self._env),
