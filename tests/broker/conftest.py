@@ -7,6 +7,7 @@ and any marks (e.g. ``pytest.mark.services`` for an engine that needs a running 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ class EngineCase:
     cross_process: bool = True
     reset: Callable[[], None] = _nothing
     marks: tuple[pytest.MarkDecorator, ...] = ()
+    # False for engines whose server keeps time (NATS, SQS, RabbitMQ): the suite then sleeps.
+    fake_clock: bool = True
+    # Seconds per tick of the suite's timeline; real-time engines use a short one.
+    tick: float = 1.0
+    # Slack for comparing a lease's expires_at with the expected time (real-time engines).
+    tolerance: float = 1e-9
 
 
 ENGINE_CASES: list[EngineCase] = [
@@ -68,8 +75,28 @@ class Engine:
     def cross_process(self) -> bool:
         return self.case.cross_process
 
+    def t(self, ticks: float) -> float:
+        """A duration of ``ticks`` on this engine's timeline, in seconds."""
+        return ticks * self.case.tick
+
+    def advance(self, ticks: float) -> None:
+        """Let ``ticks`` pass: move the fake clock, or sleep for a real-time engine."""
+        if self.case.fake_clock:
+            self.clock.advance(self.t(ticks))
+        else:
+            time.sleep(self.t(ticks))
+
+    def now(self) -> float:
+        return self.clock.now if self.case.fake_clock else time.time()
+
+    def expires_about(self, at: float) -> object:
+        """Comparable with a lease's ``expires_at``: exact on a fake clock, approximate else."""
+        return pytest.approx(at, abs=max(self.case.tolerance, 1e-9))
+
     def open(self, *, max_attempts: int = 3, clock: Clock | None = None) -> Queue:
         """Open the test's queue; closed (and purged) when the test ends."""
+        if not self.case.fake_clock:
+            clock = time.time
         queue = open_queue(
             self.url, self.name, max_attempts=max_attempts, clock=clock or self.clock
         )
@@ -89,7 +116,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
     bound = Engine(case, case.url(tmp_path), f"t-{uuid.uuid4().hex[:12]}", clock)
     yield bound
     # a shared server keeps queues between tests: leave nothing behind
-    cleaner = open_queue(bound.url, bound.name, clock=clock)
+    cleaner = open_queue(bound.url, bound.name, clock=clock if case.fake_clock else time.time)
     cleaner.purge()
     cleaner.close()
     for queue in bound.opened:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tilerunner.broker import ENGINES, Message, Queue, open_queue
-from tilerunner.broker.engines import PLANNED_ENGINES, load_engine
+from tilerunner.broker.engines import load_engine
 from tilerunner.broker.memory import MemoryQueue
 from tilerunner.broker.sqlite import SQLiteQueue
 from tilerunner.errors import InvalidRequestError, UnknownNameError
@@ -39,12 +39,6 @@ def test_misspelt_scheme_suggests_the_known_one() -> None:
     with pytest.raises(UnknownNameError, match="did you mean 'sqlite'") as info:
         open_queue("sqlit:///state.db", "regions")
     assert info.value.kind == "queue engine" and "memory" in info.value.known
-
-
-@pytest.mark.parametrize("scheme", sorted(PLANNED_ENGINES))
-def test_planned_engines_say_they_are_not_available_yet(scheme: str) -> None:
-    with pytest.raises(UnknownNameError, match="not available yet"):
-        open_queue(f"{scheme}://host/queue", "regions")
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from tilerunner.broker.contract import (
 )
 from tilerunner.errors import InvalidRequestError, UnknownNameError
 
-__all__ = ["ENGINES", "ENTRY_POINT_GROUP", "PLANNED_ENGINES", "load_engine", "open_queue"]
+__all__ = ["ENGINES", "ENTRY_POINT_GROUP", "load_engine", "open_queue"]
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,16 @@ ENTRY_POINT_GROUP = "tilerunner.queue_engines"
 ENGINES: dict[str, str] = {
     "sqlite": "tilerunner.broker.sqlite:SQLiteQueue",
     "memory": "tilerunner.broker.memory:MemoryQueue",
+    "postgresql": "tilerunner.broker.postgres:PostgresQueue",
+    "nats": "tilerunner.broker.jetstream:JetStreamQueue",
+    "sqs": "tilerunner.broker.sqs:SQSQueue",
+    "amqp": "tilerunner.broker.rabbitmq:RabbitQueue",
 }
 
-# Engines the design promises but that are not written yet: named so that a user who tries
-# one learns it is planned rather than misspelt.
-PLANNED_ENGINES: dict[str, str] = {
-    "postgresql": "PostgreSQL (SKIP LOCKED)",
-    "nats": "NATS JetStream",
-    "sqs": "Amazon SQS",
-    "amqp": "RabbitMQ quorum queues",
-}
-
-_EXAMPLES = "e.g. 'sqlite:///state.db' or 'memory://'"
+_EXAMPLES = (
+    "e.g. 'sqlite:///state.db', 'postgresql://host/db', 'nats://host:4222', "
+    "'sqs://?region=eu-west-1', 'amqp://guest:guest@host:5672/' or 'memory://'"
+)
 
 
 def open_queue(
@@ -75,14 +73,6 @@ def load_engine(scheme: str) -> type[QueueEngine]:
     known.update(ENGINES)
     target = known.get(scheme)
     if target is None:
-        if scheme in PLANNED_ENGINES:
-            raise UnknownNameError(
-                "queue engine",
-                scheme,
-                known,
-                hint=f"the {PLANNED_ENGINES[scheme]} engine is planned but not available yet; "
-                f"use one of the known engines, {_EXAMPLES}",
-            )
         raise UnknownNameError("queue engine", scheme, known, hint=f"use a URL {_EXAMPLES}")
     module_name, _, attribute = target.partition(":")
     try:
