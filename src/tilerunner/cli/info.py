@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from tilerunner.cli.common import handle_errors
+from tilerunner.coordinator import job_view
 from tilerunner.errors import InvalidRequestError
 from tilerunner.models import describe_models
 from tilerunner.settings import Settings
@@ -45,24 +45,25 @@ def status_command(settings: Settings, job_id: str | None, store_url: str, as_js
             table.add_row(listed.id, listed.name or "", listed.status, str(listed.regions_total))
         Console().print(table)
         return
-    job = store.get_job(job_id)
-    if job is None:
+    document = job_view(store, job_id)
+    if document is None:
         raise InvalidRequestError(
             f"no job {job_id!r} in {store_url}; run 'tilerunner status' to list jobs"
         )
-    document = {
-        "id": job.id,
-        "name": job.name,
-        "status": job.status,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "counts": asdict(store.counts(job_id)),
-        "errors": [asdict(e) for e in store.errors(job_id)],
-        "outputs": job.outputs or [],
-    }
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
-    for key, value in document.items():
-        click.echo(f"{key}: {value}")
+    counts = document["counts"]
+    click.echo(f"job {document['id']} ({document['name'] or 'unnamed'}): {document['status']}")
+    for what in ("images", "regions", "tiles"):
+        row = counts[what]
+        failed = f", {row['failed']} failed" if "failed" in row else ""
+        click.echo(f"  {what}: {row['done']} done{failed} of {row['total']}")
+    click.echo(f"  features: {counts['features']['found']}")
+    for error in document["errors"][:20]:
+        where = error["image"] + (
+            f" region {error['region']}" if error["region"] is not None else ""
+        )
+        click.echo(f"  error [{error['code']}] {where}: {error['message']}")
+    for uri in document["outputs"]:
+        click.echo(f"  output: {uri}")

@@ -23,7 +23,7 @@ from tilerunner.cli.progress import JobProgress, print_summary
 from tilerunner.coordinator import aggregate_job, process_outbox, repair, submit_job
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import expand_sources
-from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, parse_job, queue_name
+from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, parse_job
 from tilerunner.models import load_model
 from tilerunner.outputs import check_writable
 from tilerunner.settings import Settings
@@ -262,7 +262,6 @@ def _process(store: Store, queue_for: object, job_id: str, settings: Settings, s
         *[arg for p in model_params for arg in ("--model-param", p)],
     ]  # fmt: skip
     pool = _Workers(argv, workers, state_path.with_suffix(".workers.log"))
-    queue = queue_for(queue_name(_MODEL_NAME))  # type: ignore[operator]
     last_sweep = time.monotonic()
     try:
         with JobProgress(store, job_id, enabled=not quiet) as progress:
@@ -272,7 +271,7 @@ def _process(store: Store, queue_for: object, job_id: str, settings: Settings, s
                     break
                 pool.check()
                 if time.monotonic() - last_sweep > _SWEEP_SECONDS:
-                    repair(store, queue_for, job_id, queue)  # type: ignore[arg-type]
+                    repair(store, queue_for, job_id)  # type: ignore[arg-type]
                     last_sweep = time.monotonic()
                 time.sleep(0.25)
     except KeyboardInterrupt:

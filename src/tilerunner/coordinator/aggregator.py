@@ -19,7 +19,13 @@ from tilerunner.merging import MergeParams, merge
 from tilerunner.outputs import FeatureTable, writer_for
 from tilerunner.store import Counts, ImageRecord, Store
 
-__all__ = ["AggregateResult", "aggregate_job", "image_features", "process_outbox"]
+__all__ = [
+    "AggregateResult",
+    "aggregate_job",
+    "image_features",
+    "job_features",
+    "process_outbox",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,20 @@ def image_features(
     )
 
 
+def job_features(store: Store, job_id: str, env: GdalEnv | None = None) -> FeatureTable:
+    """The merged, georeferenced features of every finished image of a job."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise LookupError(job_id)
+    spec = JobSpec.model_validate(job.spec)
+    tables = [
+        image_features(store, image, spec, env)
+        for image in store.images(job_id)
+        if image.state == "done"
+    ]
+    return FeatureTable.concat(tables) if tables else FeatureTable.empty()
+
+
 def aggregate_job(
     store: Store, job_id: str, env: GdalEnv | None = None, s3_endpoint_url: str | None = None
 ) -> AggregateResult:
@@ -76,14 +96,9 @@ def aggregate_job(
     job = store.get_job(job_id)
     if job is None:
         raise LookupError(job_id)
-    spec = JobSpec.model_validate(job.spec)
     store.set_job_state(job_id, JobState.AGGREGATING)
-    tables = [
-        image_features(store, image, spec, env)
-        for image in store.images(job_id)
-        if image.state == "done"
-    ]
-    table = FeatureTable.concat(tables) if tables else FeatureTable.empty()
+    table = job_features(store, job_id, env)
+    spec = JobSpec.model_validate(job.spec)
     uris = []
     for output in spec.outputs:
         writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)

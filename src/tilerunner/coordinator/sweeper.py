@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tilerunner.broker import Queue
 from tilerunner.coordinator.planner import QueueFor, publish_pending
-from tilerunner.jobs import RegionMessage
+from tilerunner.jobs import JobSpec, RegionMessage, queue_name
 from tilerunner.store import Store
 
 __all__ = ["reconcile_dead_letters", "repair"]
@@ -38,8 +38,12 @@ def reconcile_dead_letters(store: Store, queue: Queue, limit: int = 1000) -> int
     return changed
 
 
-def repair(store: Store, queue_for: QueueFor, job_id: str, queue: Queue) -> tuple[int, int]:
+def repair(store: Store, queue_for: QueueFor, job_id: str) -> tuple[int, int]:
     """One sweep for a job: (messages re-published, dead letters recorded)."""
+    job = store.get_job(job_id)
+    if job is None:
+        return 0, 0
+    queue = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
     failed = reconcile_dead_letters(store, queue)
     published = publish_pending(store, queue_for, job_id)
     if published:

@@ -5,7 +5,7 @@ when a job is validated so a bad output path fails before any work is done.
 """
 
 from tilerunner.outputs.csv import CSV_COLUMNS, write_csv
-from tilerunner.outputs.geojson import write_geojson
+from tilerunner.outputs.geojson import geojson_chunks, geojson_features, write_geojson
 from tilerunner.outputs.geoparquet import write_geoparquet
 from tilerunner.outputs.preview import write_preview
 from tilerunner.outputs.table import FeatureTable
@@ -25,6 +25,8 @@ __all__ = [
     "Writer",
     "atomic_path",
     "check_writable",
+    "geojson_chunks",
+    "geojson_features",
     "write_csv",
     "write_geojson",
     "write_geoparquet",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from pyproj import CRS
 from tilerunner.errors import InvalidRequestError
 from tilerunner.outputs.table import FeatureTable
 
-__all__ = ["feature_properties", "write_geojson"]
+__all__ = ["feature_properties", "geojson_chunks", "geojson_features", "write_geojson"]
 
 
 def _plain(value: Any) -> Any:
@@ -60,23 +61,31 @@ def feature_properties(table: FeatureTable, i: int) -> dict[str, Any]:
     return props
 
 
+def geojson_features(table: FeatureTable) -> Iterator[dict[str, Any]]:
+    """GeoJSON Feature objects of ``table``, one at a time (for files and HTTP streams)."""
+    for i in range(len(table)):
+        ring = table.geometry[i]
+        geometry = (
+            None
+            if ring is None
+            else {"type": "Polygon", "coordinates": [np.asarray(ring, dtype=float).tolist()]}
+        )
+        yield {"type": "Feature", "geometry": geometry, "properties": feature_properties(table, i)}
+
+
+def geojson_chunks(table: FeatureTable) -> Iterator[str]:
+    """The FeatureCollection of ``table`` as text chunks, streamed feature by feature."""
+    yield '{"type": "FeatureCollection", "features": ['
+    for i, feature in enumerate(geojson_features(table)):
+        yield ("\n" if i == 0 else ",\n") + json.dumps(
+            feature, allow_nan=False, separators=(",", ":")
+        )
+    yield "\n]}\n"
+
+
 def write_geojson(table: FeatureTable, path: str, crs_wkt: str | None = None) -> None:
     """Write ``table`` as a FeatureCollection to the local file ``path``."""
     check_lonlat(crs_wkt)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write('{"type": "FeatureCollection", "features": [')
-        for i in range(len(table)):
-            ring = table.geometry[i]
-            geometry = (
-                None
-                if ring is None
-                else {"type": "Polygon", "coordinates": [np.asarray(ring, dtype=float).tolist()]}
-            )
-            feature = {
-                "type": "Feature",
-                "geometry": geometry,
-                "properties": feature_properties(table, i),
-            }
-            fh.write("\n" if i == 0 else ",\n")
-            fh.write(json.dumps(feature, allow_nan=False, separators=(",", ":")))
-        fh.write("\n]}\n")
+        for chunk in geojson_chunks(table):
+            fh.write(chunk)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
@@ -175,13 +176,14 @@ class Store:
                     .group_by(regions.c.state)
                 )
             }
-            image_states = dict(
-                conn.execute(
+            image_states: dict[str, int] = {
+                str(state): int(n)
+                for state, n in conn.execute(
                     select(images.c.state, func.count())
                     .where(images.c.job_id == job_id)
                     .group_by(images.c.state)
-                ).all()
-            )
+                )
+            }
         done = by_state.get(RegionState.DONE.value, (0, 0, 0))
         failed = by_state.get(RegionState.FAILED.value, (0, 0, 0))
         return Counts(
@@ -369,6 +371,41 @@ class Store:
                 )
         return bool(changed)
 
+    def reopen_job(self, job_id: str) -> bool:
+        """Reopen a finished partial/failed job after failed regions were put back to pending."""
+        with self._begin() as conn:
+            changed = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.status.in_([JobState.PARTIAL.value, JobState.FAILED.value]),
+                )
+                .values(status=JobState.RUNNING.value, finished_at=None, error=None)
+            ).rowcount
+            if changed:
+                conn.execute(outbox.delete().where(outbox.c.job_id == job_id))
+                self._event(conn, job_id, "reopened", "failed regions requeued")
+        return bool(changed)
+
+    def failed_regions(self, job_id: str) -> list[tuple[int, int]]:
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(regions.c.image_idx, regions.c.idx)
+                .where(regions.c.job_id == job_id, regions.c.state == RegionState.FAILED.value)
+                .order_by(regions.c.image_idx, regions.c.idx)
+            ).all()
+        return [(int(i), int(r)) for i, r in rows]
+
+    def active_jobs(self) -> list[str]:
+        """Ids of jobs that still have work (queued or running)."""
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.status.in_([JobState.QUEUED.value, JobState.RUNNING.value])
+                )
+            ).all()
+        return [str(r[0]) for r in rows]
+
     def note_attempt_failed(self, job_id: str, image_idx: int, region_idx: int, error: str) -> None:
         """Record a failed attempt that will be retried (the timeline shows it)."""
         with self._begin() as conn:
@@ -447,11 +484,6 @@ class Store:
                 is not None
             )
 
-    def reopen_aggregation(self, job_id: str) -> None:
-        """Forget a finished aggregation so that it runs again (after a requeue)."""
-        with self._begin() as conn:
-            conn.execute(outbox.delete().where(outbox.c.job_id == job_id))
-
     # -------------------------------------------------------------- workers
     def worker_heartbeat(
         self,
@@ -488,11 +520,14 @@ class Store:
             ]
 
     # ------------------------------------------------------------ internals
-    def _begin(self) -> Any:
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction; database failures surface as StoreError (the caller retries)."""
         try:
-            return self.engine.begin()
-        except OperationalError as error:
-            raise StoreError(f"cannot reach the state database: {error.orig}") from None
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as error:
+            raise StoreError(f"state database error: {error.orig}") from error
 
     def _event(
         self,

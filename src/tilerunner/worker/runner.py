@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tilerunner.broker import Lease, LeaseLostError, Queue
-from tilerunner.errors import RetryableError, TilerunnerError
+from tilerunner.errors import QueueError, RetryableError, StoreError, TilerunnerError
 from tilerunner.jobs import JOB_TERMINAL, JobState, RegionMessage
 from tilerunner.models import LoadedModel
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
@@ -91,11 +91,23 @@ class Worker:
         """Lease and process regions until stopped, or until ``until()`` is true while idle."""
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        failures = 0
         try:
             while not self._stop.is_set():
-                if not self._lease_round():
-                    if until is not None and not self._held and until():
+                try:
+                    got = self._lease_round()
+                    if not got and until is not None and not self._held and until():
                         break
+                    failures = 0
+                except (RetryableError, QueueError, StoreError) as error:
+                    # broker or database unreachable: back off and try again; held leases
+                    # that cannot be acked expire and are redelivered, so nothing is lost
+                    failures += 1
+                    wait = min(30.0, self.options.poll_seconds * 2**failures)
+                    log.warning("worker %s: %s; retrying in %.1f s", self.id, error, wait)
+                    self._stop.wait(wait)
+                    continue
+                if not got:
                     self._stop.wait(self.options.poll_seconds)
         finally:
             for pipeline in self._pipelines.values():
@@ -150,6 +162,15 @@ class Worker:
     def _on_result(self, result: RegionResult) -> None:
         with self._lock:
             held = self._held.pop(str(result.key))
+        try:
+            self._record(held, result)
+        except TilerunnerError as error:
+            # not acked: the lease expires and the region is redelivered
+            log.warning(
+                "region %s not recorded (%s); it will be redelivered", held.message.id, error
+            )
+
+    def _record(self, held: _Held, result: RegionResult) -> None:
         if result.error is not None:
             self._failed(held, result.error)
             return
@@ -200,6 +221,9 @@ class Worker:
                     extended = entry.queue.extend(entry.lease, self.options.lease_seconds)
                 except LeaseLostError:
                     log.warning("lease of %s lost; its result will be a duplicate", key)
+                    continue
+                except (RetryableError, QueueError) as error:
+                    log.warning("cannot extend the lease of %s: %s", key, error)
                     continue
                 with self._lock:
                     if key in self._held:
