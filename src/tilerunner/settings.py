@@ -20,6 +20,10 @@ __all__ = ["Settings", "load_settings"]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TILERUNNER_", extra="ignore", frozen=True)
 
+    store_url: str = "sqlite:///tilerunner-state.db"
+    """State database for serve/worker/submit/status/... (``--store`` overrides it)."""
+    broker_url: str | None = None
+    """Queue URL; defaults to the store URL (the embedded SQLite file holds both)."""
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tilerunner")
     """Where zoo weights and demo photos are kept once fetched."""
     lease_seconds: float = Field(default=60.0, gt=0)
@@ -30,6 +34,9 @@ class Settings(BaseSettings):
     """S3-compatible endpoint for s3:// sources (a local object store, for example)."""
     log_level: str = Field(default="WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
+
+    def broker(self) -> str:
+        return self.broker_url or self.store_url
 
     def gdal_env(self) -> GdalEnv:
         return GdalEnv.for_s3(endpoint_url=self.s3_endpoint_url)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tilerunner.cli.common import handle_errors
+from tilerunner.cli.options import resolve_urls, store_option
 from tilerunner.coordinator import job_view
 from tilerunner.errors import InvalidRequestError
 from tilerunner.models import describe_models
@@ -32,12 +33,15 @@ def models_command() -> None:
 
 @click.command("status")
 @click.argument("job_id", required=False)
-@click.option("--store", "store_url", default="sqlite:///tilerunner-state.db", show_default=True)
+@store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.pass_obj
 @handle_errors
-def status_command(settings: Settings, job_id: str | None, store_url: str, as_json: bool) -> None:
+def status_command(
+    settings: Settings, job_id: str | None, store_url: str | None, as_json: bool
+) -> None:
     """Show a job (or list the jobs) of a state database."""
+    store_url = resolve_urls(settings, store_url, None)[0]
     store = open_store(store_url)
     if job_id is None:
         table = Table("job", "name", "status", "regions")

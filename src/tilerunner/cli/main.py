@@ -8,7 +8,10 @@ from tilerunner import __version__
 from tilerunner.cli.common import configure_logging, fail
 from tilerunner.cli.demo import demo
 from tilerunner.cli.info import models_command, status_command
+from tilerunner.cli.jobs import cancel, results, submit
+from tilerunner.cli.queue import queue
 from tilerunner.cli.run import run
+from tilerunner.cli.serve import serve
 from tilerunner.cli.worker import worker
 from tilerunner.errors import TilerunnerError
 from tilerunner.settings import load_settings
@@ -35,6 +38,11 @@ cli.add_command(demo)
 cli.add_command(worker)
 cli.add_command(models_command)
 cli.add_command(status_command)
+cli.add_command(serve)
+cli.add_command(submit)
+cli.add_command(results)
+cli.add_command(cancel)
+cli.add_command(queue)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from types import FrameType
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import queue_name
 from tilerunner.models import load_model
@@ -32,10 +33,8 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.option(
-    "--store", "store_url", required=True, help="State database URL (sqlite:///state.db)."
-)
-@click.option("--broker", "broker_url", required=True, help="Queue URL (sqlite:///state.db).")
+@store_option
+@broker_option
 @click.option("--model", "model_args", multiple=True, required=True, help="NAME=SPEC, repeatable.")
 @click.option("--model-param", "model_params", multiple=True, help="key=value for every model.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
@@ -45,8 +44,8 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
 @handle_errors
 def worker(
     settings: Settings,
-    store_url: str,
-    broker_url: str,
+    store_url: str | None,
+    broker_url: str | None,
     model_args: tuple[str, ...],
     model_params: tuple[str, ...],
     batch_size: int,
@@ -54,6 +53,7 @@ def worker(
     until_job: str | None,
 ) -> None:
     """Serve models: lease their regions, run them, record the results."""
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     params = parse_params(model_params)
     specs = _model_args(model_args)
     models = {

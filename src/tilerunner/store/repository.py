@@ -313,11 +313,13 @@ class Store:
                 return False
             if len(rows):
                 self._insert_features(conn, job_id, image_idx, region_idx, rows)
-            conn.execute(
+            started = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status == JobState.QUEUED.value)
                 .values(status=JobState.RUNNING.value, started_at=self._clock())
-            )
+            ).rowcount
+            if started:
+                self._event(conn, job_id, JobState.RUNNING.value, "first region done")
             self._after_region(conn, job_id, image_idx)
         return True
 

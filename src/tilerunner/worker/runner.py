@@ -89,6 +89,7 @@ class Worker:
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Lease and process regions until stopped, or until ``until()`` is true while idle."""
+        self._report()  # register at once; the heartbeat thread keeps it fresh
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         failures = 0

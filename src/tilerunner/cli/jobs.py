@@ -1,0 +1,117 @@
+"""``tilerunner submit``, ``results`` and ``cancel``: jobs on a shared store and broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.coordinator import job_features, job_view, process_outbox, submit_job
+from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
+from tilerunner.outputs import check_writable, writer_for
+from tilerunner.settings import Settings
+from tilerunner.store import Store, open_store
+
+__all__ = ["cancel", "results", "submit"]
+
+
+def _require_job(store: Store, job_id: str) -> None:
+    if store.get_job(job_id) is None:
+        raise InvalidRequestError(
+            f"no job {job_id!r} in the store; list jobs with 'tilerunner status'"
+        )
+
+
+@click.command()
+@click.argument("document", type=click.Path(dir_okay=False, path_type=Path))
+@store_option
+@broker_option
+@click.option(
+    "--wait", is_flag=True, help="Block until the job finished; exit non-zero unless it succeeded."
+)
+@click.option(
+    "--timeout", default=None, type=float, help="With --wait: give up after this many seconds."
+)
+@click.pass_obj
+@handle_errors
+def submit(settings: Settings, document: Path, store_url: str | None, broker_url: str | None,
+           wait: bool, timeout: float | None) -> None:  # fmt: skip
+    """Validate, plan and enqueue the job DOCUMENT (JSON); prints the job id."""
+    try:
+        text = document.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidRequestError(
+            f"cannot read job document {str(document)!r}: {error.strerror}"
+        ) from None
+    spec = parse_job(text)
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    store = open_store(store_url)
+    job_id, _ = submit_job(
+        store, queue_factory(broker_url, settings), spec, env=settings.gdal_env()
+    )
+    click.echo(job_id)
+    if not wait:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    owner = f"submit-{os.getpid()}"
+    while True:
+        # aggregate here too if no serve process has: claims make this safe
+        process_outbox(store, owner, settings.gdal_env(), settings.s3_endpoint_url, job_id=job_id)
+        job = store.get_job(job_id)
+        assert job is not None
+        if JobState(job.status) in JOB_TERMINAL:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            sys.exit(f"error: job {job_id} still {job.status} after {timeout:g} s")
+        time.sleep(1.0)
+    if job.status != JobState.SUCCEEDED:
+        sys.exit(
+            f"error: job {job_id} {job.status}: {job.error or 'see tilerunner status ' + job_id}"
+        )
+
+
+@click.command()
+@click.argument("job_id")
+@click.option(
+    "-o", "--output", "outputs", multiple=True, required=True, help="Output file; repeatable."
+)
+@store_option
+@click.pass_obj
+@handle_errors
+def results(
+    settings: Settings, job_id: str, outputs: tuple[str, ...], store_url: str | None
+) -> None:
+    """Write the merged features of JOB_ID (finished images so far) to files."""
+    store = open_store(resolve_urls(settings, store_url, None)[0])
+    _require_job(store, job_id)
+    for uri in outputs:
+        check_writable(uri)
+        writer_for(uri)  # unknown formats fail before any work
+    table = job_features(store, job_id, settings.gdal_env())
+    for uri in outputs:
+        writer_for(uri, s3_endpoint_url=settings.s3_endpoint_url)(table, uri, None)
+        click.echo(f"wrote {len(table)} features to {uri}")
+
+
+@click.command()
+@click.argument("job_id")
+@store_option
+@click.pass_obj
+@handle_errors
+def cancel(settings: Settings, job_id: str, store_url: str | None) -> None:
+    """Cancel JOB_ID: workers skip its remaining regions."""
+    store = open_store(resolve_urls(settings, store_url, None)[0])
+    _require_job(store, job_id)
+    if not store.set_job_state(job_id, JobState.CANCELLED):
+        view = job_view(store, job_id)
+        raise InvalidRequestError(
+            f"job {job_id} is already {view and view['status']}; nothing to cancel"
+        )
+    click.echo(json.dumps({"id": job_id, "status": "cancelled"}))

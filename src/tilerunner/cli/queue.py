@@ -1,0 +1,107 @@
+"""``tilerunner queue``: depth, dead letters and requeue of failed regions."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.coordinator import publish_pending
+from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs import JobSpec, RegionMessage, queue_name
+from tilerunner.settings import Settings
+from tilerunner.store import Store, open_store
+
+__all__ = ["queue"]
+
+
+def _models(store: Store, models: tuple[str, ...]) -> list[str]:
+    if models:
+        return list(models)
+    found = {JobSpec.model_validate(j.spec).pipeline[0].model for j in store.list_jobs(1000)}
+    return sorted(found)
+
+
+@click.group()
+def queue() -> None:
+    """Inspect and repair the region queues (one per model)."""
+
+
+@queue.command()
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model name (default: every model of the store's jobs).",
+)
+@store_option
+@broker_option
+@click.pass_obj
+@handle_errors
+def depth(
+    settings: Settings, models: tuple[str, ...], store_url: str | None, broker_url: str | None
+) -> None:
+    """Messages visible, in flight, delayed and dead per model queue."""
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    queue_for = queue_factory(broker_url, settings)
+    table = Table("queue", "visible", "in flight", "delayed", "dead")
+    for model in _models(open_store(store_url), models):
+        d = queue_for(queue_name(model)).depth()
+        table.add_row(
+            queue_name(model), str(d.visible), str(d.in_flight), str(d.delayed), str(d.dead)
+        )
+    Console().print(table)
+
+
+@queue.command("dead-letters")
+@click.option("--model", "models", multiple=True)
+@click.option("--limit", default=100, show_default=True, type=int)
+@store_option
+@broker_option
+@click.pass_obj
+@handle_errors
+def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_url: str | None,
+                 broker_url: str | None) -> None:  # fmt: skip
+    """Dead-lettered regions with their attempts and last error."""
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    queue_for = queue_factory(broker_url, settings)
+    table = Table("message", "attempts", "reason")
+    for model in _models(open_store(store_url), models):
+        for dead in queue_for(queue_name(model)).dead_letters(limit):
+            table.add_row(dead.message_id, str(dead.attempts), dead.reason)
+    Console().print(table)
+
+
+@queue.command()
+@click.argument("job_id")
+@store_option
+@broker_option
+@click.pass_obj
+@handle_errors
+def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: str | None) -> None:
+    """Retry the failed (dead-lettered) regions of JOB_ID."""
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    store = open_store(store_url)
+    job = store.get_job(job_id)
+    if job is None:
+        raise InvalidRequestError(
+            f"no job {job_id!r} in the store; list jobs with 'tilerunner status'"
+        )
+    queue_for = queue_factory(broker_url, settings)
+    q = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
+    failed = store.failed_regions(job_id)
+    if not failed:
+        click.echo(f"job {job_id} has no failed regions")
+        return
+    dead_ids = [RegionMessage(job_id=job_id, image_idx=i, region_idx=r).id for i, r in failed]
+    for image_idx, region_idx in failed:
+        store.retry_region(job_id, image_idx, region_idx)
+    store.reopen_job(job_id)
+    revived = q.requeue_dead(dead_ids)
+    published = publish_pending(store, queue_for, job_id)
+    click.echo(
+        f"requeued {len(failed)} region(s) of {job_id} "
+        f"({revived} from dead letters, {published} re-published)"
+    )
