@@ -1,0 +1,121 @@
+"""The HTTP API over a real SQLite store and queue, with an in-process worker."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tilerunner.api import create_app
+from tilerunner.broker import open_queue
+from tilerunner.coordinator import Coordinator
+from tilerunner.jobs import queue_name
+from tilerunner.models import load_model
+from tilerunner.settings import Settings
+from tilerunner.store import Store, open_store
+from tilerunner.worker import RegionContexts, Worker, WorkerOptions
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> tuple[TestClient, Store, str]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = open_store(url)
+    settings = Settings(store_url=url, cache_dir=tmp_path / "cache")
+    queues: dict[str, object] = {}
+
+    def queue_for(name: str):  # type: ignore[no-untyped-def]
+        if name not in queues:
+            queues[name] = open_queue(url, name)
+        return queues[name]
+
+    return TestClient(create_app(settings, store, queue_for)), store, url
+
+
+def _document(shared_data: Path, tmp_path: Path) -> dict[str, object]:
+    return {
+        "name": "trees",
+        "sources": [str(shared_data / "OSBS_029.tif")],
+        "pipeline": [{"task": "detect", "model": "det"}],
+        "tiling": {"tile_size": 128, "overlap": 64, "region_size": 128},
+        "merge": {"method": "none"},
+        "outputs": [{"uri": str(tmp_path / "trees.geojson")}],
+    }
+
+
+def _work(store: Store, url: str, shared_data: Path, job_id: str) -> None:
+    model = load_model(
+        "tilerunner.testing.models:TruthDetector",
+        {"truth": str(shared_data / "OSBS_029.csv")},
+        name="det",
+    )
+    worker = Worker(
+        store,
+        {"det": open_queue(url, queue_name("det"))},
+        {"det": model},
+        RegionContexts(store),
+        WorkerOptions(lease_seconds=30),
+    )
+
+    def finished() -> bool:
+        c = store.counts(job_id)
+        return c.regions_finished >= c.regions_total
+
+    thread = threading.Thread(target=worker.run, kwargs={"until": finished})
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+def test_submit_process_aggregate_and_read_results(
+    system: tuple[TestClient, Store, str], shared_data: Path, tmp_path: Path
+) -> None:
+    client, store, url = system
+    created = client.post("/v1/jobs", json=_document(shared_data, tmp_path))
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["status"] == "queued"
+    assert job["counts"]["regions"] == {"total": 9, "done": 0, "failed": 0}
+    _work(store, url, shared_data, job["id"])
+    Coordinator(store, lambda name: open_queue(url, name)).run_once()
+    got = client.get(f"/v1/jobs/{job['id']}").json()
+    assert got["status"] == "succeeded"
+    assert got["counts"]["features"] == {"found": 61}
+    assert {"created_at", "queued_at", "running_at", "aggregating_at", "succeeded_at"} <= set(
+        got["timestamps"]
+    )
+    results = client.get(f"/v1/jobs/{job['id']}/results")
+    assert results.headers["content-type"].startswith("application/geo+json")
+    assert len(results.json()["features"]) == 61
+    assert (tmp_path / "trees.geojson").exists()
+    kinds = [e["kind"] for e in client.get(f"/v1/jobs/{job['id']}/events").json()]
+    assert kinds[0] == "queued" and kinds[-1] == "succeeded"
+    assert [w["regions_done"] for w in client.get("/v1/workers").json()] == [9]
+    metrics = client.get("/metrics").text
+    assert 'tilerunner_jobs{status="succeeded"} 1.0' in metrics
+
+
+def test_bad_documents_are_rejected_and_store_nothing(
+    system: tuple[TestClient, Store, str], shared_data: Path, tmp_path: Path
+) -> None:
+    client, store, _ = system
+    typo = _document(shared_data, tmp_path) | {"tilling": {}}
+    answer = client.post("/v1/jobs", json=typo)
+    assert answer.status_code == 422
+    assert "tilling" in answer.json()["error"]["message"]
+    missing = _document(shared_data, tmp_path) | {"sources": [str(tmp_path / "nope.tif")]}
+    answer = client.post("/v1/jobs", json=missing)
+    assert answer.status_code == 422 and "nope.tif" in answer.json()["error"]["message"]
+    assert store.list_jobs() == []
+    assert client.get("/v1/jobs/job-unknown").status_code == 404
+
+
+def test_cancel_stops_a_queued_job(
+    system: tuple[TestClient, Store, str], shared_data: Path, tmp_path: Path
+) -> None:
+    client, _, _ = system
+    job = client.post("/v1/jobs", json=_document(shared_data, tmp_path)).json()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    assert client.get("/livez").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
