@@ -2,8 +2,9 @@
 
 Stages are threads joined by bounded queues, so reading (GDAL releases the GIL), inference
 and post-processing overlap, and memory is bounded by the queue sizes, never by image size:
-at most ``2 x batch_size`` decoded tiles wait for the model, one batch is inside it and two
-wait for post-processing.
+at most ``3 x batch_size + readers`` decoded tiles wait for the model (the ready queue, the
+batch being formed, one per reader thread), one batch is inside it and two wait for
+post-processing.
 
 Tiles of different regions share batches, so the model never waits for a region boundary.
 Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
@@ -119,8 +120,9 @@ class TilePipeline:
                 ) as error:  # boundary: a reader bug fails the region, not the worker
                     log.exception("reading %s failed", item.tile.window)
                     item.error = TilerunnerError(f"reading {item.tile.window} failed: {error!r}")
-                self.stats.read_seconds += time.perf_counter() - started
-                self.stats.tiles_read += 1
+                with self._lock:
+                    self.stats.read_seconds += time.perf_counter() - started
+                    self.stats.tiles_read += 1
             self._ready_q.put(item)
             with self._lock:
                 self._outstanding -= 1

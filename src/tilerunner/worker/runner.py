@@ -147,6 +147,11 @@ class Worker:
             self._failed(held, error)
             return
         with self._lock:
+            if message.id in self._held:
+                # our own lease expired and we leased the message again: it is already in the
+                # pipeline, so only the newer lease is kept (and extended, acked) from now on
+                self._held[message.id].lease = lease
+                return
             self._held[message.id] = held
         self._pipelines[model].submit(
             RegionWork(
@@ -162,7 +167,11 @@ class Worker:
     # -------------------------------------------------------------- results
     def _on_result(self, result: RegionResult) -> None:
         with self._lock:
-            held = self._held.pop(str(result.key))
+            held_or_none = self._held.pop(str(result.key), None)
+        if held_or_none is None:
+            log.warning("result for %s arrived without a held lease; ignored", result.key)
+            return
+        held = held_or_none
         try:
             self._record(held, result)
         except TilerunnerError as error:

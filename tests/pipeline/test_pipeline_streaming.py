@@ -1,0 +1,404 @@
+"""The in-worker streaming pipeline, in-process, on real rasters.
+
+Every submitted region must come back exactly once with its tile count; tiles of different
+regions share model batches; a poison tile, a failed read or malformed model output fails only
+its own region; ``close()`` drains; and read-ahead stays bounded however slow the model is.
+Readers and models are instrumented (subclass / wrapper) rather than mocked, so the real
+threads and queues run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from numpy.typing import NDArray
+from tr_scenes import make_scene
+
+from tilerunner.errors import ModelError, SourceError, TilerunnerError
+from tilerunner.imagery import RasterReader
+from tilerunner.models import LoadedModel, wrap_model
+from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
+from tilerunner.store import FeatureRows
+from tilerunner.testing import (
+    ConstantClassifier,
+    FailingModel,
+    MalformedModel,
+    SleepModel,
+    TruthDetector,
+)
+from tilerunner.tiling import RegionGrid, TileGrid, Window
+
+TILE, OVERLAP = 64, 16  # stride 48: a 400 x 300 scene is 8 x 6 = 48 tiles
+WIDTH, HEIGHT = 400, 300
+MARKER = 255  # make_scene draws noise in 0..254, so 255 never occurs by chance
+# (80, 80) lies in [64, 96) on both axes: inside tile (1, 1) and no other tile.
+MARKED_PIXEL, MARKED_TILE = (80, 80), (1, 1)
+
+Scene = tuple[Path, Path, list[tuple[float, float, float, float]]]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    """Boxes no larger than the overlap, so keeping owned boxes recovers the truth exactly."""
+    made: Scene = make_scene(
+        tmp_path_factory.mktemp("pipe"), width=WIDTH, height=HEIGHT, n_boxes=40, max_side=16
+    )
+    return made
+
+
+@pytest.fixture
+def grid() -> TileGrid:
+    return TileGrid(WIDTH, HEIGHT, TILE, OVERLAP)
+
+
+class Results:
+    """Collects what the pipeline reports (called from its post-processing thread)."""
+
+    def __init__(self) -> None:
+        self.items: list[RegionResult] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, result: RegionResult) -> None:
+        with self._lock:
+            self.items.append(result)
+
+    def by_key(self) -> dict[Hashable, RegionResult]:
+        keys = [r.key for r in self.items]
+        assert len(keys) == len(set(keys)), f"a region was reported twice: {sorted(map(str, keys))}"
+        return {r.key: r for r in self.items}
+
+
+class Recording:
+    """Wraps a model: records each batch's tile windows and counts consumed tiles."""
+
+    wants_windows = True
+
+    def __init__(self, inner: Any, meter: Meter | None = None) -> None:
+        self.inner = inner
+        self.task = str(getattr(inner, "task", "detect"))
+        self.classes = list(getattr(inner, "classes", []))
+        self.batches: list[list[Window]] = []
+        self.meter = meter
+        self._lock = threading.Lock()
+
+    def predict(self, tiles: NDArray[np.uint8], windows: Sequence[Window]) -> Any:
+        with self._lock:
+            self.batches.append(list(windows))
+        if self.meter is not None:
+            self.meter.consumed(len(tiles))
+        if getattr(self.inner, "wants_windows", False):
+            return self.inner.predict(tiles, windows)
+        return self.inner.predict(tiles)
+
+
+class Meter:
+    """Tiles read but not yet taken by the model, and the most there ever were."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.taken = 0
+        self.max_ahead = 0
+        self._lock = threading.Lock()
+
+    def tile_read(self) -> None:
+        with self._lock:
+            self.read += 1
+            self.max_ahead = max(self.max_ahead, self.read - self.taken)
+
+    def consumed(self, n: int) -> None:
+        with self._lock:
+            self.taken += n
+
+
+class InstrumentedReader(RasterReader):
+    """A real reader that can hold its first read, fail chosen windows, and count reads.
+
+    Holding the first read keeps one tile outstanding while the test submits, so the batcher
+    never flushes a partial batch for lack of work: batch composition becomes deterministic.
+    """
+
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        hold_first: bool = False,
+        fail: dict[Window, Exception] | None = None,
+        meter: Meter | None = None,
+    ) -> None:
+        super().__init__(str(url))
+        self._release = threading.Event()
+        if not hold_first:
+            self._release.set()
+        self._first_done = False
+        self._hold_lock = threading.Lock()
+        self._fail = fail or {}
+        self._meter = meter
+
+    def release(self) -> None:
+        self._release.set()
+
+    def read(self, window: Window) -> NDArray[np.uint8]:
+        with self._hold_lock:
+            first, self._first_done = not self._first_done, True
+        if first and not self._release.wait(timeout=60):
+            raise SourceError("the held read was never released")
+        if window in self._fail:
+            raise self._fail[window]
+        pixels = super().read(window)
+        if self._meter is not None:
+            self._meter.tile_read()
+        return pixels
+
+
+def works(
+    reader: RasterReader, grid: TileGrid, region_tiles: int, min_score: float = 0.0
+) -> list[RegionWork]:
+    regions = RegionGrid(grid, region_tiles)
+    return [
+        RegionWork(
+            key=region.index,
+            reader=reader,
+            tiles=tuple(regions.tiles(region)),
+            image_width=grid.width,
+            image_height=grid.height,
+            min_score=min_score,
+        )
+        for region in regions.regions()
+    ]
+
+
+def model(impl: object, name: str = "m") -> LoadedModel:
+    return wrap_model(impl, name=name, spec=f"tests.pipeline:{type(impl).__name__}")
+
+
+def run(
+    loaded: LoadedModel,
+    items: list[RegionWork],
+    *,
+    batch_size: int = 4,
+    readers: int = 2,
+    reader: InstrumentedReader | None = None,
+) -> dict[Hashable, RegionResult]:
+    """Submit every region, release a held reader, close, and return results by key."""
+    results = Results()
+    pipeline = TilePipeline(loaded, results, batch_size=batch_size, readers=readers)
+    for item in items:
+        pipeline.submit(item)
+    if reader is not None:
+        reader.release()
+    pipeline.close()
+    return results.by_key()
+
+
+def sorted_boxes(boxes: NDArray[np.float64]) -> list[tuple[float, ...]]:
+    return sorted(tuple(round(v, 6) for v in b) for b in boxes.tolist())
+
+
+def tile_key(items: list[RegionWork]) -> dict[Window, Hashable]:
+    return {tile.window: item.key for item in items for tile in item.tiles}
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_every_region_comes_back_once_with_its_tiles_and_the_truth(
+    scene: Scene, grid: TileGrid
+) -> None:
+    tif, truth_csv, truth = scene
+    reader = RasterReader(str(tif))
+    items = works(reader, grid, region_tiles=3)  # 6 regions of 9 or 6 tiles
+    empty = RegionWork("no-tiles", reader, (), WIDTH, HEIGHT)
+    results = run(model(TruthDetector(truth_csv)), [*items, empty], batch_size=5, readers=3)
+    reader.close()
+
+    assert set(results) == {item.key for item in items} | {"no-tiles"}
+    for item in items:
+        assert results[item.key].error is None
+        assert results[item.key].n_tiles == len(item.tiles)
+    assert sum(r.n_tiles for r in results.values()) == grid.n_tiles
+    assert results["no-tiles"].n_tiles == 0 and len(results["no-tiles"].rows) == 0
+    rows = FeatureRows.concat([r.rows for r in results.values()])
+    assert sorted_boxes(rows.boxes) == sorted_boxes(np.asarray(truth))
+
+
+def test_tiles_of_several_regions_share_batches(scene: Scene, grid: TileGrid) -> None:
+    reader = InstrumentedReader(scene[0], hold_first=True)
+    items = works(reader, grid, region_tiles=3)  # 9, 9, 6, 9, 9, 6 tiles
+    recorder = Recording(TruthDetector(scene[1]))
+    results = run(model(recorder), items, batch_size=4, reader=reader)
+    reader.close()
+
+    assert all(r.error is None for r in results.values())
+    owner = tile_key(items)
+    regions_per_batch = [{owner[w] for w in batch} for batch in recorder.batches]
+    assert [len(b) for b in recorder.batches] == [4] * (grid.n_tiles // 4)  # every batch full
+    # batching region by region would need ceil(n/4) batches per region: 3+3+2+3+3+2 = 16
+    assert len(recorder.batches) < sum(-(-len(item.tiles) // 4) for item in items)
+    assert sum(len(regions) > 1 for regions in regions_per_batch) >= 3
+    seen = [w for batch in recorder.batches for w in batch]
+    assert len(seen) == len(set(seen)) == len(owner)  # every tile inferred once
+
+
+@pytest.fixture
+def marked_tif(scene: Scene, tmp_path: Path) -> Path:
+    """The scene with one marker pixel that only tile (1, 1) sees."""
+    tif = tmp_path / "marked.tif"
+    shutil.copy(scene[0], tif)
+    with rasterio.open(tif, "r+") as dst:
+        x, y = MARKED_PIXEL
+        patch = np.full((3, 1, 1), MARKER, dtype=np.uint8)
+        dst.write(patch, window=rasterio.windows.Window(x, y, 1, 1))
+    return tif
+
+
+def test_a_poison_tile_fails_only_its_region_not_its_batch_mates(
+    marked_tif: Path, grid: TileGrid
+) -> None:
+    reader = InstrumentedReader(marked_tif, hold_first=True)
+    items = works(reader, grid, region_tiles=1)  # one region per tile
+    recorder = Recording(FailingModel(marker_value=MARKER))
+    results = run(model(recorder, name="poisoned"), items, batch_size=4, reader=reader)
+    reader.close()
+
+    marked_window = grid.tile(*MARKED_TILE)
+    marked = tile_key(items)[marked_window]
+    failed = {key for key, r in results.items() if r.error is not None}
+    assert failed == {marked}
+    error = results[marked].error
+    assert isinstance(error, ModelError)
+    assert "'poisoned'" in str(error) and "marker pixel" in str(error)
+    assert len(results[marked].rows) == 0
+    # the first batch that held the marked tile was full, and its other regions succeeded
+    batch = next(b for b in recorder.batches if marked_window in b)
+    mates = {tile_key(items)[w] for w in batch} - {marked}
+    assert len(mates) == 3
+    assert all(results[key].error is None for key in mates)
+    assert len(results) == grid.n_tiles
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [SourceError("cannot read the tile"), OSError("disk went away")],
+    ids=["source-error", "reader-bug"],
+)
+def test_a_read_error_fails_only_its_region(
+    scene: Scene, grid: TileGrid, failure: Exception
+) -> None:
+    tif, truth_csv, _ = scene
+    good = RasterReader(str(tif))
+    items = works(good, grid, region_tiles=2)  # 12 regions of 4 tiles
+    victim = items[5]
+    bad = InstrumentedReader(tif, fail={victim.tiles[2].window: failure})
+    items[5] = RegionWork(victim.key, bad, victim.tiles, WIDTH, HEIGHT)
+    results = run(model(TruthDetector(truth_csv)), items)
+    good.close()
+    bad.close()
+
+    assert {key for key, r in results.items() if r.error is not None} == {victim.key}
+    error = results[victim.key].error
+    assert isinstance(error, TilerunnerError)
+    assert str(failure) in str(error)
+    if isinstance(failure, SourceError):
+        assert error is failure
+    assert results[victim.key].n_tiles == 4 and len(results[victim.key].rows) == 0
+    assert sum(len(r.rows) for r in results.values()) > 0
+
+
+@pytest.mark.parametrize("kind", ["count", "not-a-list", "nan-boxes", "label-out-of-range"])
+def test_malformed_output_fails_the_region_with_a_model_error(
+    scene: Scene, grid: TileGrid, kind: str
+) -> None:
+    reader = RasterReader(str(scene[0]))
+    items = works(reader, grid, region_tiles=4)  # 2 x 2 regions
+    results = run(model(MalformedModel(kind), name="broken"), items, batch_size=3)
+    reader.close()
+
+    assert set(results) == {item.key for item in items}
+    for result in results.values():
+        assert isinstance(result.error, ModelError)
+        assert "'broken'" in str(result.error)
+        assert len(result.rows) == 0
+
+
+def test_close_drains_every_submitted_region(scene: Scene, grid: TileGrid) -> None:
+    reader = RasterReader(str(scene[0]))
+    items = works(reader, grid, region_tiles=2)
+    results = Results()
+    # one reader: PipelineStats counters are plain attributes, summed without a lock
+    slow = model(SleepModel(seconds_per_batch=0.005))
+    pipeline = TilePipeline(slow, results, batch_size=3, readers=1)
+    for item in items:
+        pipeline.submit(item)
+    pipeline.close()  # returns only once everything submitted is reported
+    reader.close()
+
+    assert set(results.by_key()) == {item.key for item in items}
+    assert all(r.error is None for r in results.items)
+    assert pipeline.stats.tiles_read == grid.n_tiles
+    assert pipeline.stats.tiles_inferred == grid.n_tiles
+    assert pipeline.stats.batches >= -(-grid.n_tiles // 3)
+
+
+@pytest.mark.parametrize(("batch_size", "readers"), [(2, 1), (4, 3)])
+def test_read_ahead_is_bounded_with_a_slow_model(
+    scene: Scene, grid: TileGrid, batch_size: int, readers: int
+) -> None:
+    """Documented bound: 2 x batch waiting + readers x 2 queued + one batch in the model + two
+    batches in post-processing. Without back-pressure the fast readers would read all 48."""
+    meter = Meter()
+    reader = InstrumentedReader(scene[0], meter=meter)
+    items = works(reader, grid, region_tiles=2)
+    slow = Recording(SleepModel(seconds_per_batch=0.01), meter=meter)
+    results = run(model(slow), items, batch_size=batch_size, readers=readers)
+    reader.close()
+
+    bound = 2 * batch_size + readers * 2 + batch_size + 2 * batch_size
+    assert bound < grid.n_tiles
+    assert meter.read == meter.taken == grid.n_tiles
+    assert meter.max_ahead <= bound
+    assert meter.max_ahead > batch_size  # readers did run ahead of the model
+    assert all(r.error is None for r in results.values())
+
+
+def test_classifier_gives_one_feature_per_tile_with_its_footprint_and_scores(
+    scene: Scene, grid: TileGrid
+) -> None:
+    reader = RasterReader(str(scene[0]))
+    items = works(reader, grid, region_tiles=3)
+    classifier = ConstantClassifier(scores="0.2,0.7,0.1", classes="a,b,c")
+    results = run(model(classifier), items)
+    reader.close()
+
+    rows = FeatureRows.concat([r.rows for r in results.values()])
+    assert len(rows) == grid.n_tiles
+    footprints = [
+        (float(w.col_off), float(w.row_off), float(w.col_end), float(w.row_end))
+        for w in (tile.window for item in items for tile in item.tiles)
+    ]
+    assert sorted_boxes(rows.boxes) == sorted(footprints)
+    assert set(rows.labels) == {"b"}
+    assert np.allclose(rows.scores, 0.7)
+    assert rows.extra is not None
+    assert all(e == {"scores": [0.2, 0.7, 0.1]} for e in rows.extra)
+
+
+def test_classifier_footprint_is_clipped_to_an_image_smaller_than_a_tile(tmp_path: Path) -> None:
+    tif = make_scene(tmp_path, width=50, height=40, n_boxes=1, max_side=10)[0]
+    grid = TileGrid(50, 40, TILE, OVERLAP)
+    reader = RasterReader(str(tif))
+    items = works(reader, grid, region_tiles=1)
+    results = run(model(ConstantClassifier(scores="0.9,0.1")), items)
+    below = run(model(ConstantClassifier(scores="0.9,0.1")), works(reader, grid, 1, min_score=0.95))
+    reader.close()
+
+    rows = results[0].rows
+    assert rows.boxes.tolist() == [[0.0, 0.0, 50.0, 40.0]]
+    assert rows.labels == ["class0"]
+    assert len(below[0].rows) == 0 and below[0].error is None

@@ -1,0 +1,95 @@
+"""A small cluster of real processes for the scale-out tests: serve, workers, submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tr_cli import cli_env
+
+from tilerunner.store import Store, open_store
+
+
+@dataclass
+class Cluster:
+    """Processes sharing one store and one broker; everything is killed on close()."""
+
+    store_url: str
+    broker_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    coordinator: subprocess.Popen[bytes] | None = None
+    _store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return self._store
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        out = (self.workdir / log).open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "tilerunner", *args, "--store", self.store_url,
+             "--broker", self.broker_url],
+            cwd=self.workdir, env=cli_env(**self.env), stdout=out, stderr=out,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def start_coordinator(self) -> None:
+        self.coordinator = self._spawn("serve", "--no-api", "--sweep-seconds", "2", log="serve.log")
+
+    def start_worker(self, model: str, *params: str, slot: int | None = None) -> None:
+        args = ["worker", "--model", model, "--batch-size", "4"]
+        for p in params:
+            args += ["--model-param", p]
+        proc = self._spawn(*args, log="workers.log")
+        if slot is None:
+            self.workers.append(proc)
+        else:
+            self.workers[slot] = proc
+
+    def submit(self, document: dict[str, object]) -> str:
+        path = self.workdir / f"job-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps(document))
+        done = subprocess.run(
+            [sys.executable, "-m", "tilerunner", "submit", str(path), "--store", self.store_url,
+             "--broker", self.broker_url],
+            cwd=self.workdir, env=cli_env(**self.env), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def wait(self, job_id: str, timeout: float = 300.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.store.get_job(job_id)
+            assert job is not None
+            if job.status in ("succeeded", "partial", "failed", "cancelled"):
+                return job.status
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} not finished after {timeout} s; see {self.workdir}")
+
+    def close(self) -> None:
+        procs = [*self.workers, *([self.coordinator] if self.coordinator else [])]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            proc.wait(timeout=30)
+        if self._store is not None:
+            self._store.engine.dispose()
+
+
+def sigkill(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
