@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     """Deliveries of a region before it is dead-lettered."""
     s3_endpoint_url: str | None = None
     """S3-compatible endpoint for s3:// sources (a local object store, for example)."""
+    gdal_cache_mb: int = Field(default=256, ge=16)
+    """GDAL's block cache per process (MB), unless GDAL_CACHEMAX is set; GDAL's own default,
+    5 % of RAM, lets a worker's memory grow with the image it reads."""
     log_level: str = Field(default="WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
 

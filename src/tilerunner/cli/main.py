@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from tilerunner import __version__
@@ -30,6 +32,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     except TilerunnerError as error:
         fail(str(error))
     configure_logging(settings, verbose)
+    # GDAL reads this once, at the first block read of the process: set it before any.
+    os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cache_mb))
     ctx.obj = settings
 
 

@@ -100,6 +100,8 @@ class OnnxModel:
         self.tile_size = size[0] if size is not None and size[0] == size[1] else None
         self._threshold, self._iou = threshold, iou
         options = ort.SessionOptions()
+        # Spinning worker threads burn the CPU that the reader threads need between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
         available = ort.get_available_providers()
