@@ -1,19 +1,78 @@
-"""Repository behaviour on the embedded SQLite store: idempotent completion, one aggregation."""
+"""Repository behaviour on SQLite and PostgreSQL: idempotent completion, one aggregation.
+
+Every test runs on the embedded SQLite store and, when the server is reachable, on PostgreSQL
+(each test in a fresh schema, dropped afterwards), so the guarded updates and the row locks that
+serialise completions are checked on the database a cluster runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select, text
 
 from tilerunner.jobs import JobState
 from tilerunner.store import FeatureRows, ImagePlan, Store, open_store
+from tilerunner.store.tables import outbox
+
+POSTGRES_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/tilerunner_test"
+
+
+def _postgres_admin_url() -> str:
+    """The test database (created if missing) as a libpq URL; skips when unreachable."""
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    url = os.environ.get("TILERUNNER_TEST_POSTGRES_URL", POSTGRES_URL_DEFAULT)
+    dbname = str(conninfo_to_dict(url).get("dbname", "postgres"))
+    try:
+        with psycopg.connect(make_conninfo(url, dbname="postgres", connect_timeout=3)) as conn:
+            conn.autocommit = True
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchone():
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    conn.execute(f'CREATE DATABASE "{dbname}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(
+            f"PostgreSQL at {url} is not reachable ({exc}); start it or set "
+            "TILERUNNER_TEST_POSTGRES_URL"
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    import psycopg
+
+    url = _postgres_admin_url()
+    schema = f"trs_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        base = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path / 'state.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.engine.dispose()
 
 
 def _rows(n: int, offset: float = 0.0) -> FeatureRows:
@@ -73,10 +132,9 @@ def test_last_region_schedules_exactly_one_aggregation(store: Store) -> None:
     ]
 
 
-def test_expired_outbox_claim_is_taken_over(tmp_path: Path) -> None:
+def test_expired_outbox_claim_is_taken_over(store: Store) -> None:
     now = [1000.0]
-    base = open_store(f"sqlite:///{tmp_path / 's.db'}")
-    store = Store(base.engine, clock=lambda: now[0])
+    store = Store(store.engine, clock=lambda: now[0])
     _plan(store)
     store.complete_region("j1", 0, 0, _rows(1))
     store.complete_region("j1", 0, 1, _rows(1))
@@ -105,3 +163,64 @@ def test_failed_region_can_be_retried(store: Store) -> None:
     assert store.retry_region("j1", 0, 1)
     assert list(store.pending_regions("j1")) == [(0, 1)]
     assert not store.retry_region("j1", 0, 1)
+
+
+def test_times_keep_sub_second_precision(store: Store) -> None:
+    at = 1_700_000_000.123456  # epoch seconds in a 4-byte float would be off by minutes
+    store = Store(store.engine, clock=lambda: at)
+    _plan(store)
+    job = store.get_job("j1")
+    assert job is not None and job.created_at == at
+
+
+@pytest.mark.parametrize("job_id", [f"race-{i}" for i in range(5)])
+def test_concurrent_completions_of_one_image_schedule_one_aggregation(
+    store: Store, job_id: str
+) -> None:
+    regions = 8
+    plan = ImagePlan(0, "a.tif", "/data/a.tif", 100, 100, 2, [3] * regions)
+    assert store.create_job(job_id, "race", {}, [plan])
+    barrier = threading.Barrier(2 * regions)
+    won: list[bool] = []
+    errors: list[BaseException] = []
+
+    def complete(region: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            won.append(store.complete_region(job_id, 0, region, _rows(2, offset=10.0 * region)))
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    # every region is delivered twice, and all 16 completions race
+    threads = [threading.Thread(target=complete, args=(r % regions,)) for r in range(2 * regions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(won) == [False] * regions + [True] * regions
+    counts = store.counts(job_id)
+    assert (counts.regions_done, counts.tiles_done, counts.features) == (8, 24, 16)
+    assert counts.images_done == 1
+    assert len(store.features(job_id, 0)) == 16
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 1
+    kinds = [e["kind"] for e in store.events(job_id)]
+    assert kinds.count("all_regions_finished") == 1
+    assert store.claim_outbox("agg-1") is not None
+    assert store.claim_outbox("agg-2") is None
+
+
+def test_processes_migrating_a_fresh_database_together_all_succeed(store_url: str) -> None:
+    # a cluster's workers start together and each brings the schema up to date
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=open_store, args=(store_url,)) for _ in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+    assert [child.exitcode for child in children] == [0, 0, 0, 0]
+    store = open_store(store_url, migrate=False)
+    with store.engine.connect() as conn:
+        assert len(conn.execute(text("SELECT version_num FROM alembic_version")).all()) == 1
+    store.engine.dispose()

@@ -46,6 +46,7 @@ from tilerunner.broker.contract import (
     new_receipt,
 )
 from tilerunner.broker.postgres_connection import ConnectionPool, PostgresSettings, parse_url
+from tilerunner.broker.postgres_schema import TABLE, compose, ensure_table
 
 if TYPE_CHECKING:
     from psycopg import Connection, sql
@@ -54,31 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["TABLE", "PostgresQueue"]
 
 log = logging.getLogger(__name__)
-
-TABLE = "tilerunner_queue_messages"
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {table} (
-        queue text NOT NULL,
-        id text NOT NULL,
-        body bytea NOT NULL,
-        state text NOT NULL CHECK (state IN ('ready', 'leased', 'dead')),
-        visible_at double precision NOT NULL,
-        attempts integer NOT NULL DEFAULT 0,
-        receipt text,
-        reason text NOT NULL DEFAULT '',
-        died_at double precision,
-        enqueued_at double precision NOT NULL,
-        seq bigint GENERATED ALWAYS AS IDENTITY,
-        PRIMARY KEY (queue, id)
-    )""",
-    # the lease walk: in order, stopping after n rows however long the queue is
-    "CREATE INDEX IF NOT EXISTS {available} ON {table} (queue, visible_at, seq) "
-    "WHERE state <> 'dead'",
-    # expired leases to dead-letter: only the (few) leased rows
-    "CREATE INDEX IF NOT EXISTS {leased} ON {table} (queue, visible_at) WHERE state = 'leased'",
-    "CREATE INDEX IF NOT EXISTS {dead} ON {table} (queue, died_at, id) WHERE state = 'dead'",
-)
 
 # contract.expiry_reason() split around the attempt count, so SQL builds the same text per row
 _MARK = 987654321
@@ -135,7 +111,7 @@ class PostgresQueue:
         self._clock = clock
         self._pool = ConnectionPool(settings)
         self._sql: dict[str, sql.Composed] = {}
-        self._ensure_table()
+        ensure_table(self._pool)
 
     @classmethod
     def from_url(
@@ -299,42 +275,9 @@ class PostgresQueue:
         """``template`` with the (schema-qualified) table and index names filled in, cached."""
         composed = self._sql.get(template)
         if composed is None:
-            from psycopg import sql
-
-            schema = self.settings.schema
-            table = sql.Identifier(schema, TABLE) if schema else sql.Identifier(TABLE)
-            names = {f: sql.Identifier(f"{TABLE}_{f}") for f in ("available", "leased", "dead")}
-            composed = sql.SQL(template).format(table=table, **names)
+            composed = compose(template, self.settings.schema)
             self._sql[template] = composed
         return composed
-
-    def _ensure_table(self) -> None:
-        """Create the table and indexes once per database, under an advisory lock.
-
-        ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on the table before it notices the
-        index exists, which would stall every leaser for a moment; so the DDL runs only when the
-        last index is missing, and concurrent creators queue on the advisory lock.
-        """
-        from psycopg import sql
-
-        check = "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s"
-        with self._pool.transaction() as conn:
-            schema = self.settings.schema or str(
-                (conn.execute("SELECT current_schema()").fetchone() or ("public",))[0]
-            )
-            params = (schema, f"{TABLE}_dead")
-            if conn.execute(check, params).fetchone():
-                return
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{TABLE}",))
-            if conn.execute(check, params).fetchone():
-                return
-            if self.settings.schema:
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-                )
-            for statement in _SCHEMA:
-                conn.execute(self._q(statement))
-        log.info("created queue table %s.%s on %s", schema, TABLE, self.settings.display_url)
 
     def __repr__(self) -> str:
         return f"PostgresQueue(url={self.settings.display_url!r}, name={self.name!r})"

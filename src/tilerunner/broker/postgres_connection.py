@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -70,7 +70,7 @@ def require_psycopg() -> None:
 class PostgresSettings:
     """What the queue URL says: how to connect, and the engine's own options."""
 
-    conninfo: str  # handed to libpq as is (host, port, dbname, user, sslmode, ...)
+    conninfo: str = field(repr=False)  # for libpq (host, dbname, user, password, sslmode, ...)
     display_url: str  # the URL with its password masked, for messages and logs
     schema: str | None  # where the queue table lives; None: the first schema on search_path
     pool_size: int  # idle connections kept for reuse
@@ -112,7 +112,7 @@ def parse_url(url: str) -> PostgresSettings:
         given = conninfo_to_dict(plain)
     except ProgrammingError as exc:
         raise InvalidRequestError(
-            f"queue URL {_mask(url)!r} is not valid ({exc}); the engine's own options are "
+            f"queue URL {_mask(url)!r} is not valid ({str(exc).strip()}); the engine's options are "
             "schema, pool_size and synchronous_commit, any other must be a libpq parameter"
         ) from exc
     defaults = {"connect_timeout": "10", "application_name": "tilerunner-queue"}
@@ -127,14 +127,14 @@ def parse_url(url: str) -> PostgresSettings:
 
 
 def _mask(url: str) -> str:
-    """The URL with its password replaced, so that it can go into errors and logs."""
+    """The URL with its password (in the user part or the query) hidden, for errors and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    masked = urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, masked, parts.fragment))
 
 
 def translate_error(exc: psycopg.Error, settings: PostgresSettings) -> TilerunnerError:
@@ -174,10 +174,6 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
@@ -247,14 +243,17 @@ class ConnectionPool:
         import psycopg
         from psycopg import sql
 
+        setting = sql.SQL("SET synchronous_commit = {}").format(
+            sql.Literal(self.settings.synchronous_commit)
+        )
         try:
             conn = psycopg.connect(self.settings.conninfo, autocommit=True)
-            conn.execute(
-                sql.SQL("SET synchronous_commit = {}").format(
-                    sql.Literal(self.settings.synchronous_commit)
-                )
-            )
         except psycopg.Error as exc:
+            raise translate_error(exc, self.settings) from exc
+        try:
+            conn.execute(setting)
+        except psycopg.Error as exc:
+            conn.close()
             raise translate_error(exc, self.settings) from exc
         log.debug("opened queue connection to %s", self.settings.display_url)
         return conn

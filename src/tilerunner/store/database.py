@@ -2,7 +2,8 @@
 
 ``sqlite:///path`` (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE``
 transactions so that several worker processes can share one file without "database is locked"
-surprises; ``postgresql+psycopg://`` is used as is.
+surprises; ``postgresql+psycopg://`` is used as is, with migrations serialised by an advisory
+lock.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -73,12 +74,26 @@ def open_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+# Key of the PostgreSQL advisory lock that serialises migrations (any constant unique to us).
+_MIGRATION_LOCK = 0x7452_4D49_4752  # "tRMIGR"
+
+
 def upgrade(engine: Engine) -> None:
-    """Run the Alembic migrations up to head (idempotent)."""
+    """Run the Alembic migrations up to head (idempotent).
+
+    Every process that opens the store migrates it, so a cluster's workers starting together
+    race to create the same tables. SQLite serialises them with ``BEGIN IMMEDIATE``; on
+    PostgreSQL a transaction-scoped advisory lock does, and whoever comes second finds the
+    schema at head and does nothing (instead of failing on a duplicate ``CREATE TABLE``).
+    """
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as error:
