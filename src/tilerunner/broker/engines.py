@@ -39,6 +39,7 @@ ENGINES: dict[str, str] = {
     "nats": "tilerunner.broker.jetstream:JetStreamQueue",
     "sqs": "tilerunner.broker.sqs:SQSQueue",
     "amqp": "tilerunner.broker.rabbitmq:RabbitQueue",
+    "amqps": "tilerunner.broker.rabbitmq:RabbitQueue",
 }
 
 _EXAMPLES = (

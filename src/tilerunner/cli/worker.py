@@ -61,6 +61,8 @@ def worker(
         for name, spec in specs.items()
     }
     store = open_store(store_url)
+    if until_job is not None and store.get_job(until_job) is None:
+        raise InvalidRequestError(f"--until-job {until_job!r}: no such job in {store_url}")
     queue_for = queue_factory(broker_url, settings)
     options = WorkerOptions(
         batch_size=batch_size,

@@ -45,6 +45,17 @@ def repair(store: Store, queue_for: QueueFor, job_id: str) -> tuple[int, int]:
         return 0, 0
     queue = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
     failed = reconcile_dead_letters(store, queue)
+    counts = store.counts(job_id)
+    depth = queue.depth()
+    if (
+        depth.visible + depth.in_flight + depth.delayed
+        >= counts.regions_total - counts.regions_finished
+    ):
+        # as many messages as pending regions: nothing is missing. Engines that cannot refuse a
+        # re-published id (SQS, RabbitMQ) would otherwise gain a duplicate per sweep. Other
+        # jobs' messages on the same queue count too: a lost message then comes back once
+        # they have drained (later, never lost).
+        return 0, failed
     published = publish_pending(store, queue_for, job_id)
     if published:
         log.warning(

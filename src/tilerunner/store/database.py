@@ -71,7 +71,7 @@ def open_engine(url: str) -> Engine:
         engine = create_engine(url, poolclass=NullPool)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_size=4, max_overflow=8)
 
 
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant unique to us).

@@ -55,6 +55,7 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     images_total: int
+    images_finished: int
     regions_total: int
     tiles_total: int
     outputs: list[str] | None

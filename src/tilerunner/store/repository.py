@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -50,6 +50,33 @@ def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any]) -> int:
     return int(conn.execute(stmt).rowcount or 0)
 
 
+# The hot path of completion as prebuilt statements: built once, they skip SQLAlchemy's
+# per-call statement construction, which costs as much as the round trip itself.
+_COMPLETE_REGION = (
+    update(regions)
+    .where(
+        regions.c.job_id == bindparam("job"),
+        regions.c.image_idx == bindparam("image"),
+        regions.c.idx == bindparam("region"),
+        regions.c.state == RegionState.PENDING.value,
+    )
+    .values(
+        state=RegionState.DONE.value,
+        n_features=bindparam("n_features"),
+        worker=bindparam("worker"),
+        finished_at=bindparam("at"),
+        attempts=regions.c.attempts + 1,
+    )
+)
+_COUNT_REGION = (
+    update(images)
+    .where(images.c.job_id == bindparam("job"), images.c.idx == bindparam("image"))
+    .values(regions_finished=images.c.regions_finished + 1)
+    .returning(images.c.regions_finished, images.c.regions_total)
+)
+_INSERT_FEATURES = insert(features)
+
+
 class Store:
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
@@ -79,6 +106,7 @@ class Store:
                 )
             )
             self._event(conn, job_id, "queued", f"job queued with {len(plans)} image(s)")
+            closed_at_planning = 0
             for plan in plans:
                 failed = plan.error is not None
                 conn.execute(
@@ -98,6 +126,8 @@ class Store:
                 )
                 if failed:
                     self._event(conn, job_id, "image_failed", plan.error or "", image_idx=plan.idx)
+                if failed or not plan.region_tile_counts:
+                    closed_at_planning += 1
                 rows = [
                     {
                         "job_id": job_id,
@@ -116,7 +146,8 @@ class Store:
                         .where(images.c.job_id == job_id, images.c.idx == plan.idx)
                         .values(state=ImageState.DONE.value)
                     )
-            self._maybe_schedule_aggregation(conn, job_id)
+            if closed_at_planning:
+                self._images_closed(conn, job_id, closed_at_planning)
         return True
 
     def get_job(self, job_id: str) -> JobRecord | None:
@@ -292,34 +323,21 @@ class Store:
     ) -> bool:
         """Record a region's features and mark it done, once. False for a duplicate delivery."""
         with self._begin() as conn:
-            self._lock_image(conn, job_id, image_idx)
             changed = conn.execute(
-                update(regions)
-                .where(
-                    regions.c.job_id == job_id,
-                    regions.c.image_idx == image_idx,
-                    regions.c.idx == region_idx,
-                    regions.c.state == RegionState.PENDING.value,
-                )
-                .values(
-                    state=RegionState.DONE.value,
-                    n_features=len(rows),
-                    worker=worker,
-                    finished_at=self._clock(),
-                    attempts=regions.c.attempts + 1,
-                )
+                _COMPLETE_REGION,
+                {
+                    "job": job_id,
+                    "image": image_idx,
+                    "region": region_idx,
+                    "n_features": len(rows),
+                    "worker": worker,
+                    "at": self._clock(),
+                },
             ).rowcount
             if not changed:
                 return False
             if len(rows):
                 self._insert_features(conn, job_id, image_idx, region_idx, rows)
-            started = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == JobState.QUEUED.value)
-                .values(status=JobState.RUNNING.value, started_at=self._clock())
-            ).rowcount
-            if started:
-                self._event(conn, job_id, JobState.RUNNING.value, "first region done")
             self._after_region(conn, job_id, image_idx)
         return True
 
@@ -328,7 +346,6 @@ class Store:
     ) -> bool:
         """Mark a region failed for good (its message is dead-lettered); False if not pending."""
         with self._begin() as conn:
-            self._lock_image(conn, job_id, image_idx)
             changed = conn.execute(
                 update(regions)
                 .where(
@@ -369,8 +386,23 @@ class Store:
                 conn.execute(
                     update(images)
                     .where(images.c.job_id == job_id, images.c.idx == image_idx)
-                    .values(state=ImageState.PENDING.value)
+                    .values(regions_finished=images.c.regions_finished - 1)
                 )
+                reopened = conn.execute(
+                    update(images)
+                    .where(
+                        images.c.job_id == job_id,
+                        images.c.idx == image_idx,
+                        images.c.state != ImageState.PENDING.value,
+                    )
+                    .values(state=ImageState.PENDING.value)
+                ).rowcount
+                if reopened:
+                    conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == job_id)
+                        .values(images_finished=jobs.c.images_finished - 1)
+                    )
         return bool(changed)
 
     def reopen_job(self, job_id: str) -> bool:
@@ -552,15 +584,6 @@ class Store:
         )
 
     @staticmethod
-    def _lock_image(conn: Connection, job_id: str, image_idx: int) -> None:
-        """Serialise completions of one image (a no-op lock on SQLite, FOR UPDATE elsewhere)."""
-        conn.execute(
-            select(images.c.idx)
-            .where(images.c.job_id == job_id, images.c.idx == image_idx)
-            .with_for_update()
-        )
-
-    @staticmethod
     def _insert_features(
         conn: Connection, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows
     ) -> None:
@@ -589,18 +612,24 @@ class Store:
             )
         ]
         for start in range(0, len(payload), _BATCH):
-            conn.execute(insert(features), payload[start : start + _BATCH])
+            conn.execute(_INSERT_FEATURES, payload[start : start + _BATCH])
 
     def _after_region(self, conn: Connection, job_id: str, image_idx: int) -> None:
-        """Close the image when its last region finished, then the job when its last image did."""
-        pending = conn.execute(
-            select(func.count()).where(
-                regions.c.job_id == job_id,
-                regions.c.image_idx == image_idx,
-                regions.c.state == RegionState.PENDING.value,
-            )
-        ).scalar_one()
-        if pending:
+        """Count a finished region; close its image at the last one, then maybe the job.
+
+        The counter update locks the image row, so concurrent completions of one image
+        serialise there and exactly one of them sees the last region finish.
+        """
+        finished, total = conn.execute(_COUNT_REGION, {"job": job_id, "image": image_idx}).one()
+        if finished == 1:
+            started = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobState.QUEUED.value)
+                .values(status=JobState.RUNNING.value, started_at=self._clock())
+            ).rowcount
+            if started:
+                self._event(conn, job_id, JobState.RUNNING.value, "first region finished")
+        if finished < total:
             return
         done = conn.execute(
             select(func.count()).where(
@@ -609,26 +638,27 @@ class Store:
                 regions.c.state == RegionState.DONE.value,
             )
         ).scalar_one()
-        state = ImageState.DONE if done else ImageState.FAILED
-        conn.execute(
+        closed = conn.execute(
             update(images)
             .where(
                 images.c.job_id == job_id,
                 images.c.idx == image_idx,
                 images.c.state == ImageState.PENDING.value,
             )
-            .values(state=state.value)
-        )
-        self._maybe_schedule_aggregation(conn, job_id)
+            .values(state=(ImageState.DONE if done else ImageState.FAILED).value)
+        ).rowcount
+        if closed:
+            self._images_closed(conn, job_id, 1)
 
-    def _maybe_schedule_aggregation(self, conn: Connection, job_id: str) -> None:
-        conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
-        open_images = conn.execute(
-            select(func.count()).where(
-                images.c.job_id == job_id, images.c.state == ImageState.PENDING.value
-            )
-        ).scalar_one()
-        if open_images:
+    def _images_closed(self, conn: Connection, job_id: str, n: int) -> None:
+        """Count closed images; when the last one closes, schedule the one aggregation."""
+        finished, total = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(images_finished=jobs.c.images_finished + n)
+            .returning(jobs.c.images_finished, jobs.c.images_total)
+        ).one()
+        if finished < total:
             return
         if _insert_ignore(
             conn, outbox, {"job_id": job_id, "kind": AGGREGATE, "created_at": self._clock()}
