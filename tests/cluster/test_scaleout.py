@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from pathlib import Path
 
@@ -116,5 +117,33 @@ def test_poison_region_is_dead_lettered_then_requeued(cluster: Cluster, tmp_path
     again = tilerunner("queue", "requeue", job_id, "--store", cluster.store_url, "--broker",
                        cluster.broker_url, cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
+    assert cluster.wait(job_id) == "succeeded"
+    assert _boxes(tmp_path / "out.geojson") == _expected(boxes)
+
+
+@pytest.mark.slow
+def test_broker_restarted_mid_job_loses_nothing(
+    restartable_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = restartable_cluster
+    tif, truth, boxes = _scene(tmp_path)
+    cluster.start_coordinator()
+    params = (f"truth={truth}", "seconds_per_tile=0.02")
+    for _ in range(2):
+        cluster.start_worker(SLOW, *params)
+    job_id = cluster.submit(_document(tif, tmp_path / "out.geojson"))
+    deadline = time.monotonic() + 120
+    while cluster.store.counts(job_id).regions_done < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stop, start = cluster.restart
+    try:
+        subprocess.run(stop, check=True, timeout=120)
+        time.sleep(1.0)
+    finally:
+        subprocess.run(start, check=True, timeout=120)
+    assert (
+        cluster.store.counts(job_id).regions_finished < cluster.store.counts(job_id).regions_total
+    )
     assert cluster.wait(job_id) == "succeeded"
     assert _boxes(tmp_path / "out.geojson") == _expected(boxes)

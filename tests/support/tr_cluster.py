@@ -27,6 +27,7 @@ class Cluster:
     env: dict[str, str] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     coordinator: subprocess.Popen[bytes] | None = None
+    restart: tuple[list[str], ...] = ()  # commands that stop and start the broker
     _store: Store | None = None
 
     @property
