@@ -288,6 +288,9 @@ def test_no_loss_across_a_broker_restart(open_nats: Opener, stop_signal: str) ->
     stop = ["start-stop-daemon", "--stop", "--oknodo", "--exec", NATS_BIN, "--retry"]
     try:
         subprocess.run([*stop, f"{stop_signal}/10/KILL/5"], check=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while nats_reachable() and time.monotonic() < deadline:  # the port closes with the process
+            time.sleep(0.1)
         assert not nats_reachable()
         with pytest.raises(RetryableError, match=r"127\.0\.0\.1:4222"):
             queue.lease(1, 30.0)

@@ -41,8 +41,8 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy, not pysqlite, opens transactions
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=60000")  # first: switching to WAL may wait too
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -68,7 +68,7 @@ def open_engine(url: str) -> Engine:
                 f"cannot create state database {str(path)!r}: directory {str(path.parent)!r} "
                 "does not exist; create it or choose another --state path"
             )
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
         _tune_sqlite(engine)
         return engine
     return create_engine(url, pool_size=4, max_overflow=8)
