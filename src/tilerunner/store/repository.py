@@ -296,16 +296,19 @@ class Store:
         )
 
     # -------------------------------------------------------------- regions
-    def pending_regions(self, job_id: str) -> Iterator[tuple[int, int]]:
-        """(image_idx, region_idx) of every region not yet done or failed."""
+    def regions_in(self, job_id: str, state: RegionState) -> list[tuple[int, int]]:
+        """(image_idx, region_idx) of the job's regions in ``state``, in order."""
         with self._begin() as conn:
             rows = conn.execute(
                 select(regions.c.image_idx, regions.c.idx)
-                .where(regions.c.job_id == job_id, regions.c.state == RegionState.PENDING.value)
+                .where(regions.c.job_id == job_id, regions.c.state == state.value)
                 .order_by(regions.c.image_idx, regions.c.idx)
             ).all()
-        for image_idx, region_idx in rows:
-            yield int(image_idx), int(region_idx)
+        return [(int(i), int(r)) for i, r in rows]
+
+    def pending_regions(self, job_id: str) -> list[tuple[int, int]]:
+        """Regions not yet done or failed."""
+        return self.regions_in(job_id, RegionState.PENDING)
 
     def region_state(self, job_id: str, image_idx: int, region_idx: int) -> str | None:
         with self._begin() as conn:
@@ -422,13 +425,8 @@ class Store:
         return bool(changed)
 
     def failed_regions(self, job_id: str) -> list[tuple[int, int]]:
-        with self._begin() as conn:
-            rows = conn.execute(
-                select(regions.c.image_idx, regions.c.idx)
-                .where(regions.c.job_id == job_id, regions.c.state == RegionState.FAILED.value)
-                .order_by(regions.c.image_idx, regions.c.idx)
-            ).all()
-        return [(int(i), int(r)) for i, r in rows]
+        """Regions failed for good (dead-lettered)."""
+        return self.regions_in(job_id, RegionState.FAILED)
 
     def active_jobs(self) -> list[str]:
         """Ids of jobs that still have work (queued or running)."""
