@@ -68,15 +68,16 @@ def test_ten_workers_killed_mid_job_lose_nothing(cluster: Cluster, tmp_path: Pat
 
 @pytest.mark.slow
 def test_coordinator_killed_and_restarted_aggregates_once(cluster: Cluster, tmp_path: Path) -> None:
+    """Two coordinators run at once; one is killed mid-job and restarted."""
     tif, truth, boxes = _scene(tmp_path)
+    doomed = cluster.start_coordinator()
     cluster.start_coordinator()
     params = (f"truth={truth}", "seconds_per_tile=0.01")
     for _ in range(2):
         cluster.start_worker(SLOW, *params)
     job_id = cluster.submit(_document(tif, tmp_path / "out.geojson"))
     time.sleep(1.0)
-    assert cluster.coordinator is not None
-    sigkill(cluster.coordinator)
+    sigkill(doomed)
     time.sleep(1.0)
     cluster.start_coordinator()
     assert cluster.wait(job_id) == "succeeded"

@@ -26,7 +26,7 @@ class Cluster:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    coordinator: subprocess.Popen[bytes] | None = None
+    coordinators: list[subprocess.Popen[bytes]] = field(default_factory=list)
     restart: tuple[list[str], ...] = ()  # commands that stop and start the broker
     _store: Store | None = None
 
@@ -45,8 +45,10 @@ class Cluster:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def start_coordinator(self) -> None:
-        self.coordinator = self._spawn("serve", "--no-api", "--sweep-seconds", "2", log="serve.log")
+    def start_coordinator(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn("serve", "--no-api", "--sweep-seconds", "2", log="serve.log")
+        self.coordinators.append(proc)
+        return proc
 
     def start_worker(self, model: str, *params: str, slot: int | None = None) -> None:
         args = ["worker", "--model", model, "--batch-size", "4"]
@@ -81,7 +83,7 @@ class Cluster:
         raise AssertionError(f"job {job_id} not finished after {timeout} s; see {self.workdir}")
 
     def close(self) -> None:
-        procs = [*self.workers, *([self.coordinator] if self.coordinator else [])]
+        procs = [*self.workers, *self.coordinators]
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
