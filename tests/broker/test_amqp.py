@@ -300,11 +300,13 @@ def _retrying(call: Callable[[], T], attempts: int = 5) -> T:
 
 
 def _restart_rabbitmq(url: str, queue: str, timeout: float = 90.0) -> None:
-    """stop_app + start_app, always restarted; returns once ``queue`` answers again."""
+    """A whole-node restart, always started again; returns once ``queue`` answers again."""
+    from tr_services import start_rabbitmq, stop_rabbitmq
+
     try:
-        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
+        stop_rabbitmq()
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+        start_rabbitmq()
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from tr_cluster import Cluster
+from tr_services import start_nats, start_rabbitmq, stop_nats, stop_rabbitmq
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "tilerunner_test"
@@ -34,7 +35,7 @@ def _reachable(url: str, default_port: int) -> None:
 class Deployment:
     id: str
     broker: Callable[[pytest.FixtureRequest, Path], str] | None  # None: the store file
-    restart: tuple[list[str], ...] = ()  # commands that restart the broker (stop, start)
+    restart: tuple[Callable[[], None], ...] = ()  # stop and start the broker
     marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
@@ -42,14 +43,6 @@ def _moto(request: pytest.FixtureRequest, _tmp: Path) -> str:
     endpoint = request.getfixturevalue("moto_server")
     return f"sqs://?region=us-east-1&endpoint_url={endpoint}&prefix=c{uuid.uuid4().hex[:6]}-"
 
-
-_NATS_BIN = "/usr/sbin/nats-server"
-_NATS_START = [
-    "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", _NATS_BIN, "--",
-    "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server",
-    "-l", "/var/log/nats-server.log",
-]  # fmt: skip
-_NATS_STOP = ["start-stop-daemon", "--stop", "--oknodo", "--exec", _NATS_BIN, "--retry", "10"]
 
 DEPLOYMENTS: list[Deployment] = [
     Deployment("sqlite", None),
@@ -61,14 +54,14 @@ DEPLOYMENTS: list[Deployment] = [
     Deployment(
         "nats",
         lambda _r, _t: "nats://127.0.0.1:4222",
-        restart=(_NATS_STOP, _NATS_START),
+        restart=(stop_nats, start_nats),
         marks=(pytest.mark.services,),
     ),
     Deployment("sqs", _moto, marks=(pytest.mark.services,)),
     Deployment(
         "amqp",
         lambda _r, _t: "amqp://guest:guest@127.0.0.1:5672/%2F",
-        restart=(["rabbitmqctl", "-q", "stop_app"], ["rabbitmqctl", "-q", "start_app"]),
+        restart=(stop_rabbitmq, start_rabbitmq),
         marks=(pytest.mark.services,),
     ),
 ]

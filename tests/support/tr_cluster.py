@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class Cluster:
     env: dict[str, str] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     coordinators: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    restart: tuple[list[str], ...] = ()  # commands that stop and start the broker
+    restart: tuple[Callable[[], None], ...] = ()  # stop and start the broker
     _store: Store | None = None
 
     @property
