@@ -20,7 +20,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.progress import JobProgress, print_summary
-from tilerunner.coordinator import aggregate_job, process_outbox, repair, submit_job
+from tilerunner.coordinator import QueueFor, aggregate_job, process_outbox, repair, submit_job
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import expand_sources
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, parse_job
@@ -246,7 +246,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         sys.exit(f"error: job {result.status.value}: {len(errors)} error(s); first: {first}")
 
 
-def _process(store: Store, queue_for: object, job_id: str, settings: Settings, state_path: Path,
+def _process(store: Store, queue_for: QueueFor, job_id: str, settings: Settings, state_path: Path,
              url: str, model_spec: str, model_params: tuple[str, ...], batch_size: int,
              readers: int, workers: int, quiet: bool) -> None:  # fmt: skip
     job = store.get_job(job_id)
@@ -271,7 +271,7 @@ def _process(store: Store, queue_for: object, job_id: str, settings: Settings, s
                     break
                 pool.check()
                 if time.monotonic() - last_sweep > _SWEEP_SECONDS:
-                    repair(store, queue_for, job_id)  # type: ignore[arg-type]
+                    repair(store, queue_for, job_id)
                     last_sweep = time.monotonic()
                 time.sleep(0.25)
     except KeyboardInterrupt:
