@@ -90,10 +90,7 @@ def test_queues_are_durable_quorum_queues_with_dead_letter_routes(open_rabbit: O
     args = {key: value for key, _type, value in main["arguments"]}
     assert args["x-delivery-limit"] == 3  # max_attempts - 1 redeliveries
     assert args["x-dead-letter-routing-key"] == f"{queue.name}.dead"
-    assert (args["x-dead-letter-strategy"], args["x-overflow"]) == (
-        "at-least-once",
-        "reject-publish",
-    )
+    assert args["x-dead-letter-strategy"] == "at-most-once"
     delay_args = {key: value for key, _type, value in delay["arguments"]}
     assert delay_args["x-dead-letter-routing-key"] == queue.name
 

@@ -3,7 +3,8 @@
 Each tilerunner queue ``NAME`` is three quorum queues: ``NAME`` (ready messages, with a delivery
 limit and a dead-letter route to ``NAME.dead``), ``NAME.delay`` (nacked-with-delay copies whose
 per-message TTL dead-letters them back to ``NAME``) and ``NAME.dead``. Quorum queues are
-replicated, fsync'd and survive a broker restart; dead-lettering runs ``at-least-once``.
+replicated, fsync'd and survive a broker restart; broker-side dead-lettering is at-most-once
+(the store and the repair sweep cover a message lost on that hop).
 
 AMQP has no visibility timeout, so leases are kept on the client, in this handle:
 

@@ -192,11 +192,18 @@ class RabbitLink:
         return channel
 
     def _arguments(self) -> dict[str, dict[str, Any]]:
-        """Durable quorum queues; dead-lettering at-least-once (which needs reject-publish)."""
+        """Durable quorum queues with the default (at-most-once) dead-lettering.
+
+        ``at-least-once`` dead-lettering runs a worker per queue under one supervisor; on
+        RabbitMQ 3.10 queues deleted soon after a node start crash those workers until the
+        supervisor gives up, and from then on no such queue can be declared on the node. A
+        message lost on a broker-internal dead-letter hop is not lost to the job: its region
+        stays pending in the store and the repair sweep publishes it again.
+        """
         common: dict[str, Any] = {"x-queue-type": "quorum"}
         if self.options.queue_expires is not None:
             common["x-expires"] = round(self.options.queue_expires * 1000)
-        safe = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        safe: dict[str, Any] = {"x-dead-letter-strategy": "at-most-once"}
         queues = self.queues
         return {
             queues.dead: common,
