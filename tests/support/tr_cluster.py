@@ -83,6 +83,14 @@ class Cluster:
             time.sleep(0.3)
         raise AssertionError(f"job {job_id} not finished after {timeout} s; see {self.workdir}")
 
+    def stop_workers(self, timeout: float = 60.0) -> None:
+        """SIGTERM: each worker finishes what it holds, reports its counters and exits."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            assert proc.wait(timeout=timeout) == 0
+
     def close(self) -> None:
         procs = [*self.workers, *self.coordinators]
         for proc in procs:
