@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tilerunner.errors import ModelError
-from tilerunner.merging import clip_boxes, owned_mask
+from tilerunner.merging import clip_boxes, owned_mask, tile_to_image
 from tilerunner.models import ClassScores, Detections, LoadedModel, TileOutput
 from tilerunner.store.records import FeatureRows
 from tilerunner.tiling import TileRef
@@ -42,11 +42,7 @@ def _detections(
 ) -> FeatureRows:
     if not len(output):
         return FeatureRows()
-    offset = np.array(
-        [tile.window.col_off, tile.window.row_off, tile.window.col_off, tile.window.row_off],
-        dtype=np.float64,
-    )
-    boxes = clip_boxes(output.boxes + offset, width, height)
+    boxes = clip_boxes(tile_to_image(output.boxes, tile.window), width, height)
     keep = owned_mask(boxes, tile.core, width, height)
     keep &= output.scores >= min_score
     keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
