@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tr_services import NATS_BIN, NATS_START
 
 from tilerunner.broker import Depth, LeaseLostError, Message, open_queue
 from tilerunner.broker.jetstream import JetStreamQueue
@@ -25,12 +26,7 @@ from tilerunner.errors import InvalidRequestError, RetryableError
 
 from ._nats import NATS_URL, nats_address, nats_reachable, skip_reason, wait_until_reachable
 
-NATS_BIN = "/usr/sbin/nats-server"
-START = [
-    "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", NATS_BIN, "--",
-    "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server",
-    "-l", "/var/log/nats-server.log",
-]  # fmt: skip
+START = NATS_START
 
 needs_nats = pytest.mark.skipif(not nats_reachable(), reason=skip_reason())
 pytestmark = pytest.mark.services
