@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "tests" / "data"
 
 # What the skip reasons of the service fixtures say when a server or its client is missing.
 _MISSING_SERVICE = ("not reachable", "not installed")
@@ -23,10 +23,8 @@ _MISSING_SERVICE = ("not reachable", "not installed")
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real sample rasters in ../shared/data (skips when the folder is absent)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"sample rasters not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The real sample rasters the tests carry in tests/data (provenance in its README)."""
+    return DATA
 
 
 @pytest.hookimpl(hookwrapper=True)
