@@ -31,7 +31,8 @@ from tilerunner.models import wrap_model
 from tilerunner.store import Store, open_store
 from tilerunner.testing import FailingModel, TruthDetector
 from tilerunner.tiling import RegionGrid, TileGrid, Window
-from tilerunner.worker import RegionContexts, Worker, WorkerOptions
+from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
+from tilerunner.worker import Worker, WorkerOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -140,13 +141,23 @@ def spec(tif: Path, region_size: int = REGION) -> JobSpec:
 
 
 def worker(store: Store, queue: Queue, impl: object, name: str, **options: Any) -> Worker:
+    """A worker over a direct work source; service options (attempts, retry delay, lease
+    period) and worker options (batching, prefetch, polling) are split by name."""
+    service_fields = {f.name for f in dataclasses.fields(WorkServiceOptions)}
+    service = WorkServiceOptions(
+        lease_seconds=options.get("lease_seconds", 30.0),
+        poll_seconds=0.02,
+        **{k: v for k, v in options.items() if k in service_fields and k != "lease_seconds"},
+    )
     defaults = WorkerOptions(batch_size=4, readers=2, poll_seconds=0.02, lease_seconds=30.0)
+    source = DirectWorkSource(WorkService(store, lambda _: queue, service))
     return Worker(
-        store,
-        {"det": queue},
+        source,
         {"det": wrap_model(impl, name="det", spec=f"tests.worker:{type(impl).__name__}")},
-        RegionContexts(store),
-        dataclasses.replace(defaults, **options),
+        dataclasses.replace(
+            defaults,
+            **{k: v for k, v in options.items() if k not in service_fields - {"lease_seconds"}},
+        ),
         worker_id=name,
     )
 

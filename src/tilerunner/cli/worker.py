@@ -1,4 +1,9 @@
-"""``tilerunner worker``: lease regions for the models it serves and process them."""
+"""``tilerunner worker``: lease work for the models it serves and process it.
+
+Inside a cluster a worker reaches the store and the broker directly (``--store``/``--broker``);
+a worker that can only dial out (a SLURM job, a box behind a firewall) pulls its work from a
+``tilerunner serve`` over HTTP (``--api URL --token KEY``). Both run the same loop.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import click
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import queue_name
 from tilerunner.models import load_model
 from tilerunner.settings import Settings
-from tilerunner.store import open_store
-from tilerunner.worker import RegionContexts, Worker, WorkerOptions
+from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions, WorkSource
+from tilerunner.worker import Worker, WorkerOptions
 
 __all__ = ["worker"]
+
+_LONG_POLL = 10.0
 
 
 def _model_args(values: tuple[str, ...]) -> dict[str, str]:
@@ -32,9 +38,32 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
     return models
 
 
+def _direct_source(settings: Settings, store_url: str | None, broker_url: str | None,
+                   until_job: str | None) -> WorkSource:  # fmt: skip
+    from tilerunner.store import open_store
+
+    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    store = open_store(store_url)
+    if until_job is not None and store.get_job(until_job) is None:
+        raise InvalidRequestError(f"--until-job {until_job!r}: no such job in {store_url}")
+    service = WorkService(
+        store,
+        queue_factory(broker_url, settings),
+        WorkServiceOptions(
+            lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts
+        ),
+    )
+    return DirectWorkSource(service)
+
+
 @click.command()
 @store_option
 @broker_option
+@click.option("--api", "api_url", default=None,
+              help="Pull work from this tilerunner API over HTTP instead of --store/--broker "
+                   "(default $TILERUNNER_API_URL).")  # fmt: skip
+@click.option("--token", default=None, help="Key with the worker scope for --api "
+              "(default $TILERUNNER_API_TOKEN).")  # fmt: skip
 @click.option("--model", "model_args", multiple=True, required=True, help="NAME=SPEC, repeatable.")
 @click.option("--model-param", "model_params", multiple=True, help="key=value for every model.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
@@ -46,41 +75,40 @@ def worker(
     settings: Settings,
     store_url: str | None,
     broker_url: str | None,
+    api_url: str | None,
+    token: str | None,
     model_args: tuple[str, ...],
     model_params: tuple[str, ...],
     batch_size: int,
     readers: int,
     until_job: str | None,
 ) -> None:
-    """Serve models: lease their regions, run them, record the results."""
-    store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    """Serve models: lease their work, run them, record the results."""
+    api_url = api_url or settings.api_url
+    if api_url and (store_url or broker_url):
+        raise InvalidRequestError(
+            "give either --api (pull work over HTTP) or --store/--broker (direct), not both"
+        )
     params = parse_params(model_params)
     specs = _model_args(model_args)
+    source: WorkSource
+    if api_url:
+        from tilerunner.work.http import HttpWorkSource
+
+        source = HttpWorkSource(api_url, token or settings.api_token or "")
+    else:
+        source = _direct_source(settings, store_url, broker_url, until_job)
     models = {
         name: load_model(spec, params, name=name, cache_dir=settings.cache_dir)
         for name, spec in specs.items()
     }
-    store = open_store(store_url)
-    if until_job is not None and store.get_job(until_job) is None:
-        raise InvalidRequestError(f"--until-job {until_job!r}: no such job in {store_url}")
-    queue_for = queue_factory(broker_url, settings)
     options = WorkerOptions(
         batch_size=batch_size,
         readers=readers,
         lease_seconds=settings.lease_seconds,
-        max_attempts=settings.max_attempts,
+        wait_seconds=_LONG_POLL if api_url else 0.0,
     )
-    runner = Worker(
-        store,
-        {name: queue_for(queue_name(name)) for name in models},
-        models,
-        RegionContexts(
-            store,
-            settings.gdal_env(),
-            input_ranges={n: m.input_range for n, m in models.items() if m.input_range},
-        ),
-        options,
-    )
+    runner = Worker(source, models, options, env=settings.gdal_env())
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         if runner_stopping[0]:
@@ -94,7 +122,6 @@ def worker(
 
     def _job_finished() -> bool:
         assert until_job is not None
-        counts = store.counts(until_job)
-        return counts.regions_finished >= counts.regions_total
+        return source.job_finished(until_job)
 
     runner.run(until=_job_finished if until_job else None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tilerunner.errors import ModelError
+from tilerunner.jobs.features import FeatureRows
 from tilerunner.merging import clip_boxes, owned_mask, tile_to_image
 from tilerunner.models import ClassScores, Detections, LoadedModel, TileOutput
-from tilerunner.store.records import FeatureRows
 from tilerunner.tiling import TileRef
 
 __all__ = ["owned_features"]

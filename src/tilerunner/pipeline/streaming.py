@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tilerunner.errors import ModelError, TilerunnerError
+from tilerunner.jobs.features import FeatureRows
 from tilerunner.models import LoadedModel, TileOutput
 from tilerunner.pipeline.postprocess import owned_features
 from tilerunner.pipeline.work import RegionResult, RegionState, RegionWork, TileItem
-from tilerunner.store.records import FeatureRows
 
 __all__ = ["PipelineStats", "TilePipeline"]
 

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import TilerunnerError
 from tilerunner.imagery import RasterReader
-from tilerunner.store.records import FeatureRows
+from tilerunner.jobs.features import FeatureRows
 from tilerunner.tiling import TileRef
 
 __all__ = ["RegionResult", "RegionState", "RegionWork", "TileItem"]

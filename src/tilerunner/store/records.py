@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
+from tilerunner.georef.record import ImageGeoref
+from tilerunner.jobs.features import FeatureRows
 
 __all__ = [
     "Counts",
@@ -21,7 +21,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ImagePlan:
-    """One image of a job as the planner cut it: its regions and their tile counts."""
+    """One image of a job as the planner cut it: its regions and their tile counts, and what
+    its header said (``georef``; None when it could not be opened)."""
 
     idx: int
     source_id: str
@@ -31,6 +32,7 @@ class ImagePlan:
     region_tiles: int | None
     region_tile_counts: list[int]
     error: str | None = None
+    georef: ImageGeoref | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class ImageRecord:
     height: int
     region_tiles: int
     state: str
+    georef: ImageGeoref | None = None
+    """What planning recorded from the header; None for images planned before it was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class JobRecord:
     tiles_total: int
     outputs: list[str] | None
     error: str | None
+    project: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,35 +101,3 @@ class OutboxItem:
     id: int
     job_id: str
     kind: str
-
-
-@dataclass(slots=True)
-class FeatureRows:
-    """The owned features of one region, columnar, in full-image pixel coordinates."""
-
-    boxes: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
-    scores: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    class_ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    labels: list[str] = field(default_factory=list)
-    extra: list[dict[str, Any] | None] | None = None
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def concat(cls, parts: list[FeatureRows]) -> FeatureRows:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return cls()
-        extra: list[dict[str, Any] | None] | None = None
-        if any(p.extra is not None for p in parts):
-            extra = []
-            for p in parts:
-                extra.extend(p.extra if p.extra is not None else [None] * len(p))
-        return cls(
-            boxes=np.concatenate([p.boxes for p in parts]),
-            scores=np.concatenate([p.scores for p in parts]),
-            class_ids=np.concatenate([p.class_ids for p in parts]),
-            labels=[label for p in parts for label in p.labels],
-            extra=extra,
-        )

@@ -1,6 +1,6 @@
-"""Workers: the lease loop, heartbeats and result reporting."""
+"""Workers: the lease loop, heartbeat and result reporting over any work source."""
 
-from tilerunner.worker.context import ImageContext, RegionContexts
+from tilerunner.worker.readers import ReaderCache
 from tilerunner.worker.runner import Worker, WorkerOptions
 
-__all__ = ["ImageContext", "RegionContexts", "Worker", "WorkerOptions"]
+__all__ = ["ReaderCache", "Worker", "WorkerOptions"]

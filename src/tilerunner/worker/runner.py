@@ -1,34 +1,48 @@
-"""The worker: lease regions, stream them through the model, record results, then ack.
+"""The worker: lease work items from a work source, stream them through the model, report.
 
-One :class:`~tilerunner.pipeline.TilePipeline` per model served, one queue per model. A
-heartbeat thread extends every held lease well before it expires; a region is acked only after
-its features are committed, so a crash at any point means redelivery, never loss. A failed
-attempt is nacked with a back-off; the last allowed attempt marks the region failed in the store
-and the queue dead-letters its message.
+One :class:`~tilerunner.pipeline.TilePipeline` per model served. The loop sees only a
+:class:`~tilerunner.work.WorkSource` (direct: store + broker in this process; HTTP: the API),
+never the store or the broker. A heartbeat thread extends every held lease well before it
+expires and reports the worker; a committer thread reports each finished item off the
+pipeline's post-processing thread, so a slow store or API never stalls decoding. An item is
+released only after its result is recorded, so a crash at any point means redelivery, never
+loss; attempts and dead-lettering are the work service's decision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tilerunner.broker import Lease, LeaseLostError, Queue
-from tilerunner.errors import QueueError, RetryableError, StoreError, TilerunnerError
-from tilerunner.jobs import JOB_TERMINAL, JobState, RegionMessage
+from tilerunner import __version__
+from tilerunner.broker import LeaseLostError
+from tilerunner.errors import (
+    InvalidRequestError,
+    QueueError,
+    RetryableError,
+    StoreError,
+    TilerunnerError,
+)
+from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
-from tilerunner.store import Store
-from tilerunner.worker.context import RegionContexts
+from tilerunner.work import Assignment, WorkerReport, WorkResult, WorkSource
+from tilerunner.worker.readers import ReaderCache
 
 __all__ = ["Worker", "WorkerOptions"]
 
 log = logging.getLogger(__name__)
+
+_TRANSIENT = (RetryableError, QueueError, StoreError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,189 +50,167 @@ class WorkerOptions:
     batch_size: int = 8
     readers: int = 2
     lease_seconds: float = 60.0
+    """The lease period the source grants; leases are extended every third of it."""
     prefetch: int = 2
+    """Items held per model at once (one in the pipeline, the next ones waiting)."""
     poll_seconds: float = 0.2
-    max_attempts: int = 3
-    retry_delay: float = 1.0
-
-
-@dataclass(slots=True)
-class _Held:
-    lease: Lease
-    message: RegionMessage
-    model: str
-    queue: Queue
+    wait_seconds: float = 0.0
+    """Long-poll wait of each lease call (HTTP sources); 0 polls every ``poll_seconds``."""
 
 
 class Worker:
-    """Serves the given models from their queues until :meth:`stop` (or ``until`` says so)."""
+    """Serves the given models from a work source until :meth:`stop` (or ``until`` says so)."""
 
     def __init__(
         self,
-        store: Store,
-        queues: dict[str, Queue],
+        source: WorkSource,
         models: dict[str, LoadedModel],
-        contexts: RegionContexts,
         options: WorkerOptions = WorkerOptions(),
         *,
+        env: GdalEnv | None = None,
         worker_id: str | None = None,
     ) -> None:
-        self.store = store
-        self.queues = queues
+        self.source = source
         self.models = models
-        self.contexts = contexts
         self.options = options
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._held: dict[str, _Held] = {}
+        self._readers = ReaderCache(env)
+        self._held: dict[str, Assignment] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._results: queue.Queue[RegionResult | None] = queue.Queue()
         self._tiles_done = 0
         self._regions_done = 0
         self._started = time.monotonic()
+        self._gpu = _gpu_name()
         self._pipelines = {
             name: TilePipeline(
-                model, self._on_result, batch_size=options.batch_size, readers=options.readers
+                model, self._results.put, batch_size=options.batch_size, readers=options.readers
             )
             for name, model in models.items()
         }
 
     # ------------------------------------------------------------------ API
     def stop(self) -> None:
-        """Stop leasing; regions already leased are finished and recorded."""
+        """Stop leasing; items already leased are finished and recorded."""
         self._stop.set()
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Lease and process regions until stopped, or until ``until()`` is true while idle."""
+        """Lease and process items until stopped, or until ``until()`` is true while idle."""
         self._report()  # register at once; the heartbeat thread keeps it fresh
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         beat.start()
+        committer.start()
         failures = 0
         try:
             while not self._stop.is_set():
                 try:
                     got = self._lease_round()
-                    if not got and until is not None and not self._held and until():
+                    if not got and until is not None and not self._held_count() and until():
                         break
                     failures = 0
-                except (RetryableError, QueueError, StoreError) as error:
-                    # broker or database unreachable: back off and try again; held leases
-                    # that cannot be acked expire and are redelivered, so nothing is lost
+                except _TRANSIENT as error:
+                    # store, broker or API unreachable: back off and try again; held leases
+                    # that cannot be extended expire and are redelivered, so nothing is lost
                     failures += 1
                     wait = min(30.0, self.options.poll_seconds * 2**failures)
                     log.warning("worker %s: %s; retrying in %.1f s", self.id, error, wait)
                     self._stop.wait(wait)
                     continue
                 if not got:
-                    self._stop.wait(self.options.poll_seconds)
+                    self._stop.wait(self.options.poll_seconds if not self.options.wait_seconds
+                                    else 0.0)  # fmt: skip
         finally:
             for pipeline in self._pipelines.values():
                 pipeline.close()
+            self._results.put(None)
+            committer.join()
             self._stop.set()
             beat.join()
-            self.contexts.close()
+            self._readers.close()
             self._report()
+            self.source.close()
 
     # -------------------------------------------------------------- leasing
-    def _lease_round(self) -> bool:
-        got = False
-        for name, queue in self.queues.items():
-            with self._lock:
-                held = sum(1 for h in self._held.values() if h.model == name)
-            if held >= self.options.prefetch:
-                continue
-            for lease in queue.lease(1, self.options.lease_seconds):
-                got = True
-                self._start(name, queue, lease)
-        return got
+    def _held_count(self, model: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for a in self._held.values() if model is None or a.model == model)
 
-    def _start(self, model: str, queue: Queue, lease: Lease) -> None:
-        message = RegionMessage.decode(lease.body)
-        held = _Held(lease, message, model, queue)
-        job = self.store.get_job(message.job_id)
-        state = self.store.region_state(message.job_id, message.image_idx, message.region_idx)
-        if job is None or state != "pending" or JobState(job.status) in JOB_TERMINAL:
-            log.info("skipping %s (region %s, job %s)", message.id, state, job and job.status)
-            self._ack(held)
-            return
+    def _lease_round(self) -> bool:
+        wanted = [m for m in self.models if self._held_count(m) < self.options.prefetch]
+        if not wanted:
+            self._stop.wait(self.options.poll_seconds)
+            return True  # busy, not idle
+        room = sum(self.options.prefetch - self._held_count(m) for m in wanted)
+        assignments = self.source.lease(wanted, room, self.options.wait_seconds)
+        for assignment in assignments:
+            self._start(assignment)
+        return bool(assignments)
+
+    def _start(self, assignment: Assignment) -> None:
+        item = assignment.item
+        scale = item.scale or self.models[assignment.model].input_range
         try:
-            context = self.contexts.image(message.job_id, message.image_idx)
-            tiles = context.tiles(message.region_idx)
+            reader = self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
+            tiles = item.tiles()
         except TilerunnerError as error:
-            self._failed(held, error)
+            self._report_failure(assignment, error)
             return
         with self._lock:
-            if message.id in self._held:
-                # our own lease expired and we leased the message again: it is already in the
-                # pipeline, so only the newer lease is kept (and extended, acked) from now on
-                self._held[message.id].lease = lease
+            if item.id in self._held:
+                # our own lease expired and we leased the item again: it is already in the
+                # pipeline, so only the newer lease is kept (and extended, released) from now on
+                self._held[item.id] = assignment
                 return
-            self._held[message.id] = held
-        self._pipelines[model].submit(
+            self._held[item.id] = assignment
+        self._pipelines[assignment.model].submit(
             RegionWork(
-                key=message.id,
-                reader=context.reader,
+                key=item.id,
+                reader=reader,
                 tiles=tiles,
-                image_width=context.width,
-                image_height=context.height,
-                min_score=context.spec.merge.min_score,
+                image_width=item.width,
+                image_height=item.height,
+                min_score=item.min_score,
             )
         )
 
     # -------------------------------------------------------------- results
-    def _on_result(self, result: RegionResult) -> None:
-        with self._lock:
-            held_or_none = self._held.pop(str(result.key), None)
-        if held_or_none is None:
-            log.warning("result for %s arrived without a held lease; ignored", result.key)
-            return
-        held = held_or_none
-        try:
-            self._record(held, result)
-        except TilerunnerError as error:
-            # not acked: the lease expires and the region is redelivered
-            log.warning(
-                "region %s not recorded (%s); it will be redelivered", held.message.id, error
-            )
+    def _commit_loop(self) -> None:
+        while (result := self._results.get()) is not None:
+            with self._lock:
+                assignment = self._held.pop(str(result.key), None)
+            if assignment is None:
+                log.warning("result for %s arrived without a held lease; ignored", result.key)
+                continue
+            try:
+                if result.error is not None:
+                    self._report_failure(assignment, result.error)
+                    continue
+                recorded = self.source.complete(
+                    assignment, WorkResult(result.rows, result.n_tiles), self.id
+                )
+            except LeaseLostError:
+                log.info("lease of %s was lost; its redelivery does the work", result.key)
+                continue
+            except (InvalidRequestError, *_TRANSIENT) as error:
+                # not released: the lease expires and the item is redelivered
+                log.warning("%s not recorded (%s); it will be redelivered", result.key, error)
+                continue
+            if recorded:
+                with self._lock:
+                    self._tiles_done += result.n_tiles
+                    self._regions_done += 1
+            else:
+                log.info("%s was already recorded (duplicate delivery)", result.key)
 
-    def _record(self, held: _Held, result: RegionResult) -> None:
-        if result.error is not None:
-            self._failed(held, result.error)
-            return
-        m = held.message
-        recorded = self.store.complete_region(
-            m.job_id, m.image_idx, m.region_idx, result.rows, self.id
-        )
-        if recorded:
-            self._tiles_done += result.n_tiles
-            self._regions_done += 1
-        else:
-            log.info("region %s was already recorded (duplicate delivery)", m.id)
-        self._ack(held)
-
-    def _failed(self, held: _Held, error: TilerunnerError) -> None:
-        m = held.message
-        reason = f"{error.code}: {error}"
-        last = held.lease.attempt >= self.options.max_attempts and not isinstance(
-            error, RetryableError
-        )
-        if last:
-            self.store.fail_region(m.job_id, m.image_idx, m.region_idx, reason, self.id)
-        else:
-            self.store.note_attempt_failed(m.job_id, m.image_idx, m.region_idx, reason)
-        log.warning("region %s attempt %d failed: %s", m.id, held.lease.attempt, reason)
+    def _report_failure(self, assignment: Assignment, error: TilerunnerError) -> None:
         try:
-            delay = self.options.retry_delay * 2 ** (held.lease.attempt - 1)
-            held.queue.nack(held.lease, delay=0.0 if last else delay, reason=reason)
+            self.source.fail(assignment, error, self.id)
         except LeaseLostError:
-            log.info("lease of %s was lost before nack", m.id)
-
-    def _ack(self, held: _Held) -> None:
-        try:
-            held.queue.ack(held.lease)
-        except LeaseLostError:
-            log.info(
-                "lease of %s was lost before ack; the redelivery will be a no-op", held.message.id
-            )
+            log.info("lease of %s was lost before it was failed", assignment.item.id)
+        except (InvalidRequestError, *_TRANSIENT) as failure:
+            log.warning("failure of %s not recorded (%s)", assignment.item.id, failure)
 
     # ------------------------------------------------------------ heartbeat
     def _heartbeat_loop(self) -> None:
@@ -226,34 +218,53 @@ class Worker:
         while not self._stop.wait(interval):
             with self._lock:
                 held = list(self._held.items())
-            for key, entry in held:
+            for key, assignment in held:
                 try:
-                    extended = entry.queue.extend(entry.lease, self.options.lease_seconds)
+                    extended = self.source.extend(assignment)
                 except LeaseLostError:
                     log.warning("lease of %s lost; its result will be a duplicate", key)
                     continue
-                except (RetryableError, QueueError) as error:
+                except (InvalidRequestError, *_TRANSIENT) as error:
                     log.warning("cannot extend the lease of %s: %s", key, error)
                     continue
                 with self._lock:
-                    if key in self._held:
-                        self._held[key].lease = extended
+                    if self._held.get(key) is assignment:
+                        self._held[key] = extended
             self._report()
 
     def _report(self) -> None:
         elapsed = max(1e-9, time.monotonic() - self._started)
         with self._lock:
-            leases = len(self._held)
+            leases, tiles, regions = len(self._held), self._tiles_done, self._regions_done
+        report = WorkerReport(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            models=tuple(sorted(self.models)),
+            leases_held=leases,
+            tiles_done=tiles,
+            regions_done=regions,
+            tiles_per_second=tiles / elapsed,
+            gpu=self._gpu,
+        )
         try:
-            self.store.worker_heartbeat(
-                self.id,
-                socket.gethostname(),
-                os.getpid(),
-                sorted(self.models),
-                leases,
-                self._tiles_done,
-                self._regions_done,
-                self._tiles_done / elapsed,
-            )
-        except TilerunnerError as error:
+            self.source.heartbeat(report)
+        except (InvalidRequestError, *_TRANSIENT) as error:
             log.warning("worker heartbeat not recorded: %s", error)
+
+
+def _gpu_name() -> str | None:
+    """The first NVIDIA GPU's name, when ``nvidia-smi`` is there to say it."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines()
+    return names[0] if out.returncode == 0 and names else None

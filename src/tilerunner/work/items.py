@@ -1,0 +1,85 @@
+"""Work items: what a worker leases, described so that it needs nothing else to do the work.
+
+A work item is the unit on the queue. Each kind is a pydantic model with a ``kind`` tag (it
+crosses process boundaries: the broker, the HTTP pull protocol) and knows its own tiles, so the
+worker loop and the pipeline never look anything up in the store. Today's kind is the raster
+region; a batch of XYZ tiles, a group of photos or a batch of crops for a later stage are further
+kinds registered in :data:`ITEM_KINDS`, each with the same two duties: say which pixels to read
+and which tiles to cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tilerunner.errors import InvalidRequestError
+from tilerunner.tiling import RegionGrid, TileGrid, TileRef
+
+__all__ = ["ITEM_KINDS", "Assignment", "RegionItem", "WorkItem", "parse_item"]
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Deterministic id of the item (its queue message id).")
+    job_id: str
+
+
+class RegionItem(_Item):
+    """A block of whole tiles of one raster image, with everything needed to read it."""
+
+    kind: Literal["region"] = "region"
+    image_idx: int = Field(ge=0)
+    region_idx: int = Field(ge=0)
+    url: str = Field(description="The image to read (a path or URL the worker can open).")
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    tile_size: int = Field(ge=1)
+    overlap: int = Field(ge=0)
+    region_tiles: int = Field(ge=1, description="Tiles per region side on the global grid.")
+    bands: tuple[int, ...] | None = None
+    scale: tuple[float, float] | None = Field(
+        default=None, description="Input range scaled to 0..255 (else the model card's range)."
+    )
+    min_score: float = 0.0
+
+    def tiles(self) -> tuple[TileRef, ...]:
+        """The tiles of this region on the image's global tile grid."""
+        grid = TileGrid(self.width, self.height, self.tile_size, self.overlap)
+        regions = RegionGrid(grid, self.region_tiles)
+        return tuple(regions.tiles(regions.region(self.region_idx)))
+
+
+WorkItem = RegionItem
+"""Every kind of work item (a union of the kinds as they are added)."""
+
+ITEM_KINDS: dict[str, type[RegionItem]] = {"region": RegionItem}
+
+
+def parse_item(data: dict[str, Any]) -> WorkItem:
+    """A work item from its JSON form, by its ``kind``."""
+    kind = str(data.get("kind", ""))
+    cls = ITEM_KINDS.get(kind)
+    if cls is None:
+        raise InvalidRequestError(
+            f"unknown work item kind {kind!r}; this worker knows {sorted(ITEM_KINDS)} "
+            "(upgrade the worker)"
+        )
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise InvalidRequestError(f"malformed {kind} work item: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One leased work item: the opaque lease token, the model to run and the item itself."""
+
+    token: str
+    model: str
+    attempt: int
+    expires_at: float
+    item: WorkItem

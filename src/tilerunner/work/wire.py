@@ -1,0 +1,168 @@
+"""The HTTP pull protocol's bodies (``/v1/work/...``), shared by the API and ``HttpWorkSource``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tilerunner.jobs.features import FeatureRows
+from tilerunner.work.items import RegionItem
+from tilerunner.work.results import WorkerReport
+
+__all__ = [
+    "CompleteBody",
+    "CompleteReply",
+    "ErrorBody",
+    "ExtendReply",
+    "FailBody",
+    "FeaturesBody",
+    "HeartbeatBody",
+    "LeaseBody",
+    "LeaseReply",
+    "LeasedItem",
+]
+
+_MODEL_NAME = r"^[A-Za-z0-9_-]{1,60}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeaseBody(_Body):
+    models: list[str] = Field(min_length=1, max_length=32, description="Model names served.")
+    max: int = Field(default=1, ge=1, le=64, description="At most this many items.")
+    wait_seconds: float = Field(
+        default=0.0, ge=0.0, le=30.0, description="Long-poll: wait this long for an item."
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> LeaseBody:
+        bad = [m for m in self.models if not re.match(_MODEL_NAME, m)]
+        if bad:
+            raise ValueError(f"model names are letters, digits, '-' and '_': {bad}")
+        return self
+
+
+class LeasedItem(_Body):
+    lease: str = Field(description="Opaque lease token for extend / complete / fail.")
+    model: str
+    attempt: int
+    expires_at: float
+    item: RegionItem
+
+
+class LeaseReply(_Body):
+    items: list[LeasedItem]
+
+
+class ExtendReply(_Body):
+    lease: str
+    expires_at: float
+
+
+class FeaturesBody(_Body):
+    """A region's owned features, columnar, in full-image pixels."""
+
+    boxes: list[tuple[float, float, float, float]] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    class_ids: list[int] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    extra: list[dict[str, Any] | None] | None = None
+
+    @model_validator(mode="after")
+    def _same_length(self) -> FeaturesBody:
+        n = len(self.scores)
+        lengths = {len(self.boxes), len(self.class_ids), len(self.labels), n}
+        if self.extra is not None:
+            lengths.add(len(self.extra))
+        if len(lengths) != 1:
+            raise ValueError("boxes, scores, class_ids, labels (and extra) must be equally long")
+        return self
+
+    @classmethod
+    def from_rows(cls, rows: FeatureRows) -> FeaturesBody:
+        return cls(
+            boxes=[(b[0], b[1], b[2], b[3]) for b in rows.boxes.tolist()],
+            scores=rows.scores.tolist(),
+            class_ids=rows.class_ids.tolist(),
+            labels=list(rows.labels),
+            extra=rows.extra,
+        )
+
+    def to_rows(self) -> FeatureRows:
+        if not self.scores:
+            return FeatureRows()
+        return FeatureRows(
+            boxes=np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4),
+            scores=np.asarray(self.scores, dtype=np.float64),
+            class_ids=np.asarray(self.class_ids, dtype=np.int64),
+            labels=list(self.labels),
+            extra=self.extra,
+        )
+
+
+class CompleteBody(_Body):
+    features: FeaturesBody = Field(default_factory=FeaturesBody)
+    n_tiles: int = Field(ge=0)
+    worker: str = Field(default="", max_length=255)
+
+
+class CompleteReply(_Body):
+    recorded: bool = Field(description="False when the item was recorded before (a duplicate).")
+
+
+class ErrorBody(_Body):
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=4000)
+
+
+class FailBody(_Body):
+    error: ErrorBody
+    retryable: bool = False
+    worker: str = Field(default="", max_length=255)
+
+
+class HeartbeatBody(_Body):
+    id: str = Field(min_length=1, max_length=128)
+    host: str = Field(max_length=255)
+    pid: int = Field(ge=0)
+    version: str = Field(max_length=64)
+    models: list[str] = Field(max_length=32)
+    leases_held: int = Field(ge=0)
+    tiles_done: int = Field(ge=0)
+    regions_done: int = Field(ge=0)
+    tiles_per_second: float = Field(ge=0.0)
+    gpu: str | None = Field(default=None, max_length=255)
+
+    @classmethod
+    def from_report(cls, report: WorkerReport) -> HeartbeatBody:
+        return cls(
+            id=report.id,
+            host=report.host,
+            pid=report.pid,
+            version=report.version,
+            models=list(report.models),
+            leases_held=report.leases_held,
+            tiles_done=report.tiles_done,
+            regions_done=report.regions_done,
+            tiles_per_second=report.tiles_per_second,
+            gpu=report.gpu,
+        )
+
+    def to_report(self) -> WorkerReport:
+        return WorkerReport(
+            id=self.id,
+            host=self.host,
+            pid=self.pid,
+            version=self.version,
+            models=tuple(self.models),
+            leases_held=self.leases_held,
+            tiles_done=self.tiles_done,
+            regions_done=self.regions_done,
+            tiles_per_second=self.tiles_per_second,
+            gpu=self.gpu,
+        )
