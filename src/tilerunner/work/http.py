@@ -29,6 +29,7 @@ from tilerunner.work.wire import (
     HeartbeatBody,
     LeaseBody,
     LeaseReply,
+    TileFailureBody,
 )
 
 __all__ = ["HttpWorkSource"]
@@ -73,7 +74,10 @@ class HttpWorkSource:
 
     def complete(self, assignment: Assignment, result: WorkResult, worker: str) -> bool:
         body = CompleteBody(
-            features=FeaturesBody.from_rows(result.rows), n_tiles=result.n_tiles, worker=worker
+            features=FeaturesBody.from_rows(result.rows),
+            n_tiles=result.n_tiles,
+            worker=worker,
+            tile_failures=[TileFailureBody.from_failure(f) for f in result.tile_failures],
         )
         data = self._post(f"/v1/work/{assignment.token}/complete", body.model_dump(mode="json"))
         return CompleteReply.model_validate(data).recorded
@@ -117,7 +121,7 @@ class HttpWorkSource:
                 "worker scope (tilerunner keys create --scope worker)"
             )
         if response.status_code == 409:
-            raise LeaseLostError(path.split("/")[-2][:16], _message(response))
+            raise LeaseLostError("api", _message(response))
         if response.status_code >= 500 or response.status_code == 429:
             raise RetryableError(f"the API answered {response.status_code}: {_message(response)}")
         if response.status_code >= 400:
@@ -125,7 +129,7 @@ class HttpWorkSource:
                 f"the API refused {method} {path.split('/v1/work/')[-1][:40]}: "
                 f"{response.status_code} {_message(response)}"
             )
-        return response.json()
+        return response.json() if response.content else None
 
 
 def _message(response: httpx.Response) -> str:

@@ -45,12 +45,23 @@ class RegionItem(_Item):
         default=None, description="Input range scaled to 0..255 (else the model card's range)."
     )
     min_score: float = 0.0
+    only_tiles: tuple[tuple[int, int], ...] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="Redo just these tiles of the region, each named by the pixel offsets "
+        "(col_off, row_off) of its read window (the window a tile failure records); "
+        "null: every tile.",
+    )
 
     def tiles(self) -> tuple[TileRef, ...]:
-        """The tiles of this region on the image's global tile grid."""
+        """The tiles of this region on the image's global tile grid (``only_tiles`` if set)."""
         grid = TileGrid(self.width, self.height, self.tile_size, self.overlap)
         regions = RegionGrid(grid, self.region_tiles)
-        return tuple(regions.tiles(regions.region(self.region_idx)))
+        tiles = regions.tiles(regions.region(self.region_idx))
+        if self.only_tiles is None:
+            return tuple(tiles)
+        wanted = set(self.only_tiles)
+        return tuple(t for t in tiles if (t.window.col_off, t.window.row_off) in wanted)
 
 
 WorkItem = RegionItem

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.features import FeatureRows, TileFailure
 
 __all__ = ["WorkResult", "WorkerReport"]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkResult:
-    """The owned features of a finished work item and how many tiles it covered."""
+    """The owned features of a finished work item, how many tiles it covered, and the tiles
+    that failed alone (their owned features are missing from ``rows``)."""
 
     rows: FeatureRows
     n_tiles: int
+    tile_failures: tuple[TileFailure, ...] = ()
+
+    @property
+    def all_failed(self) -> bool:
+        """Every tile failed: the whole worker may be at fault, not the tiles."""
+        return self.n_tiles > 0 and len(self.tile_failures) >= self.n_tiles
 
 
 @dataclass(frozen=True, slots=True)

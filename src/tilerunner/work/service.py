@@ -124,14 +124,26 @@ class WorkService:
         )
 
     def complete(self, token: str, result: WorkResult, worker: str = "") -> bool:
-        """Record the item's features once, then ack; False for a duplicate delivery."""
+        """Record the item's features and failed tiles once, then ack; False for a duplicate
+        delivery, and for an item whose every tile failed before its last attempt: that is a
+        failed attempt (the whole worker may be at fault), tried again after a back-off."""
         model, lease = decode_token(token)
         queue = self.queue_for(queue_name(model))
         if self.options.verify_leases:
             queue.extend(lease, self.options.lease_seconds)  # LeaseLostError: not the holder
         m = RegionMessage.decode(lease.body)
+        if result.all_failed and lease.attempt < self.options.max_attempts:
+            first = result.tile_failures[0]
+            reason = (
+                f"{first.code}: every tile failed ({result.n_tiles}); "
+                f"first at {first.window}: {first.message}"
+            )
+            self.store.note_attempt_failed(m.job_id, m.image_idx, m.region_idx, reason)
+            log.warning("region %s attempt %d failed: %s", m.id, lease.attempt, reason)
+            self._nack(queue, lease, self.options.retry_delay * 2 ** (lease.attempt - 1), reason)
+            return False
         recorded = self.store.complete_region(
-            m.job_id, m.image_idx, m.region_idx, result.rows, worker
+            m.job_id, m.image_idx, m.region_idx, result.rows, worker, result.tile_failures
         )
         if not recorded:
             log.info("region %s was already recorded (duplicate delivery)", m.id)
@@ -155,10 +167,7 @@ class WorkService:
             self.store.note_attempt_failed(m.job_id, m.image_idx, m.region_idx, reason)
         log.warning("region %s attempt %d failed: %s", m.id, lease.attempt, reason)
         delay = 0.0 if last else self.options.retry_delay * 2 ** (lease.attempt - 1)
-        try:
-            queue.nack(lease, delay=delay, reason=reason)
-        except LeaseLostError:
-            log.info("lease of %s was lost before nack", m.id)
+        self._nack(queue, lease, delay, reason)
         return last
 
     # ------------------------------------------------------------ workers
@@ -206,6 +215,10 @@ class WorkService:
             bands=tuple(spec.tiling.bands) if spec.tiling.bands else None,
             scale=spec.tiling.scale,
             min_score=spec.merge.min_score,
+            only_tiles=self.store.failed_tiles(
+                message.job_id, message.image_idx, message.region_idx
+            )
+            or None,
         )
 
     def _spec(self, job_id: str, document: dict[str, object]) -> JobSpec:
@@ -230,6 +243,13 @@ class WorkService:
                     self._images.pop(next(iter(self._images)))
                 self._images[key] = image
         return image
+
+    @staticmethod
+    def _nack(queue: Queue, lease: Lease, delay: float, reason: str) -> None:
+        try:
+            queue.nack(lease, delay=delay, reason=reason)
+        except LeaseLostError:
+            log.info("lease of %s was lost before nack", lease.message_id)
 
     @staticmethod
     def _ack(queue: Queue, lease: Lease) -> None:

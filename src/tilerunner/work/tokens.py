@@ -15,6 +15,7 @@ import json
 
 from tilerunner.broker import Lease
 from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs.messages import RegionMessage
 
 __all__ = ["decode_token", "encode_token"]
 
@@ -44,6 +45,7 @@ def decode_token(token: str) -> tuple[str, Lease]:
             attempt=int(payload["a"]),
             expires_at=float(payload["e"]),
         )
+        RegionMessage.decode(lease.body)  # what the service reads from it must parse
         return str(payload["m"]), lease
-    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as error:
         raise InvalidRequestError(f"malformed lease token: {error}") from None

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.features import MESSAGE_LIMIT, FeatureRows, TileFailure
+from tilerunner.tiling import Window
 from tilerunner.work.items import RegionItem
 from tilerunner.work.results import WorkerReport
 
@@ -23,6 +24,8 @@ __all__ = [
     "LeaseBody",
     "LeaseReply",
     "LeasedItem",
+    "TileFailureBody",
+    "WindowBody",
 ]
 
 _MODEL_NAME = r"^[A-Za-z0-9_-]{1,60}$"
@@ -105,10 +108,54 @@ class FeaturesBody(_Body):
         )
 
 
+class WindowBody(_Body):
+    """A tile's read window in full-image pixels."""
+
+    col_off: int
+    row_off: int
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+
+
+class TileFailureBody(_Body):
+    """One tile that could not be read or that the model rejected."""
+
+    window: WindowBody
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=MESSAGE_LIMIT)
+
+    @classmethod
+    def from_failure(cls, failure: TileFailure) -> TileFailureBody:
+        w = failure.window
+        return cls(
+            window=WindowBody(col_off=w.col_off, row_off=w.row_off, width=w.width, height=w.height),
+            code=failure.code[:64],
+            message=failure.message[:MESSAGE_LIMIT],
+        )
+
+    def to_failure(self) -> TileFailure:
+        w = self.window
+        return TileFailure(Window(w.col_off, w.row_off, w.width, w.height), self.code, self.message)
+
+
 class CompleteBody(_Body):
     features: FeaturesBody = Field(default_factory=FeaturesBody)
     n_tiles: int = Field(ge=0)
     worker: str = Field(default="", max_length=255)
+    tile_failures: list[TileFailureBody] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Tiles that failed alone; their owned features are missing.",
+    )
+
+    @model_validator(mode="after")
+    def _failures_fit(self) -> CompleteBody:
+        if len(self.tile_failures) > self.n_tiles:
+            raise ValueError("more tile_failures than n_tiles")
+        return self
+
+    def failures(self) -> tuple[TileFailure, ...]:
+        return tuple(f.to_failure() for f in self.tile_failures)
 
 
 class CompleteReply(_Body):
