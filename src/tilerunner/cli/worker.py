@@ -93,7 +93,12 @@ def worker(
     specs = _model_args(model_args)
     source: WorkSource
     if api_url:
-        from tilerunner.work.http import HttpWorkSource
+        try:
+            from tilerunner.work.http import HttpWorkSource
+        except ImportError:
+            raise InvalidRequestError(
+                "pulling work over HTTP needs httpx: pip install 'tilerunner[client]'"
+            ) from None
 
         source = HttpWorkSource(api_url, token or settings.api_token or "")
     else:
