@@ -12,7 +12,8 @@ reverse it, so the orientation of every ring is fixed from its signed area inste
 RFC 7946 wants exterior rings counter-clockwise.
 
 The class is pure computation; only :meth:`Georeferencer.open` touches a file, through
-:mod:`tilerunner.imagery`.
+:mod:`tilerunner.imagery`. Aggregation builds it with :meth:`Georeferencer.from_record` from what
+planning recorded, so no source is reopened.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pyproj import CRS, Transformer
 from pyproj.enums import TransformDirection
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
 from rasterio.transform import GCPTransformer, RPCTransformer
 
 from tilerunner.errors import InvalidRequestError
+from tilerunner.georef.record import ImageGeoref
 
 if TYPE_CHECKING:
     from tilerunner.imagery.gdal_env import GdalEnv
@@ -45,8 +49,8 @@ _NEWTON_STEPS = 3
 class Georeferencer:
     """Maps pixel coordinates of one image to its CRS and to ``(lon, lat)``, vectorised.
 
-    Build it with :meth:`open`, :meth:`from_metadata`, :meth:`from_affine` or
-    :meth:`for_web_mercator_tile`. Safe to share between threads.
+    Build it with :meth:`from_record`, :meth:`open`, :meth:`from_metadata`, :meth:`from_affine`
+    or :meth:`for_web_mercator_tile`. Safe to share between threads.
     """
 
     def __init__(
@@ -86,6 +90,21 @@ class Georeferencer:
             return cls(_WGS84.to_wkt(), gdal_transformer=RPCTransformer(meta.rpcs))
         if meta.gcps and meta.gcp_crs_wkt is not None:
             return cls(meta.gcp_crs_wkt, gdal_transformer=GCPTransformer(list(meta.gcps)))
+        return None
+
+    @classmethod
+    def from_record(cls, record: ImageGeoref) -> Georeferencer | None:
+        """From what planning recorded (no I/O); same preference and results as
+        :meth:`from_metadata` on the file itself."""
+        if record.transform is not None and record.crs_wkt is not None:
+            return cls.from_affine(record.transform, record.crs_wkt)
+        if record.rpcs is not None:
+            return cls(_WGS84.to_wkt(), gdal_transformer=RPCTransformer(RPC(**record.rpcs)))
+        if record.gcps and record.gcp_crs_wkt is not None:
+            points = [
+                GroundControlPoint(row=r, col=c, x=x, y=y, z=z) for r, c, x, y, z in record.gcps
+            ]
+            return cls(record.gcp_crs_wkt, gdal_transformer=GCPTransformer(points))
         return None
 
     @classmethod

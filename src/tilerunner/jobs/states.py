@@ -1,7 +1,10 @@
 """Job, image and region states and their allowed transitions, as data.
 
-A job moves ``queued -> running -> aggregating -> succeeded | partial | failed``; it can be
-cancelled from any non-terminal state (``cancelling`` while workers drain, then ``cancelled``).
+A job moves ``planning -> queued -> running -> aggregating -> succeeded | partial | failed``.
+It is accepted in ``planning`` (stored with its document, no images yet) and a coordinator opens
+its images off the caller's request; planning that fails moves it to ``failed``. It can be
+cancelled from any non-terminal state but ``aggregating`` (``cancelling`` while workers drain,
+then ``cancelled``).
 The store only ever changes a state with a guarded update built from :data:`JOB_TRANSITIONS`
 (``UPDATE ... WHERE status IN (allowed sources)``), so a slow writer can never move a finished job.
 """
@@ -21,6 +24,7 @@ __all__ = [
 
 
 class JobState(StrEnum):
+    PLANNING = "planning"
     QUEUED = "queued"
     RUNNING = "running"
     AGGREGATING = "aggregating"
@@ -49,14 +53,19 @@ JOB_TERMINAL: frozenset[JobState] = frozenset(
 
 #: target state -> the states a job may be in to move there.
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset(),
+    JobState.PLANNING: frozenset(),
+    JobState.QUEUED: frozenset({JobState.PLANNING}),
     JobState.RUNNING: frozenset({JobState.QUEUED}),
     JobState.AGGREGATING: frozenset({JobState.QUEUED, JobState.RUNNING}),
     JobState.SUCCEEDED: frozenset({JobState.AGGREGATING}),
     JobState.PARTIAL: frozenset({JobState.AGGREGATING}),
-    JobState.FAILED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.AGGREGATING}),
-    JobState.CANCELLING: frozenset({JobState.QUEUED, JobState.RUNNING}),
-    JobState.CANCELLED: frozenset({JobState.CANCELLING, JobState.QUEUED, JobState.RUNNING}),
+    JobState.FAILED: frozenset(
+        {JobState.PLANNING, JobState.QUEUED, JobState.RUNNING, JobState.AGGREGATING}
+    ),
+    JobState.CANCELLING: frozenset({JobState.PLANNING, JobState.QUEUED, JobState.RUNNING}),
+    JobState.CANCELLED: frozenset(
+        {JobState.CANCELLING, JobState.PLANNING, JobState.QUEUED, JobState.RUNNING}
+    ),
 }
 
 
