@@ -5,6 +5,7 @@ Every error derives from :class:`TilerunnerError` and says what the caller shoul
     TilerunnerError
      ├── InvalidRequestError      bad input; never retry (job document, CLI flags, paths)
      │    ├── SourceError         a source is missing, unreadable or not a raster
+     │    ├── RefusedUrlError     a client-named URL, path or limit the server's policy refuses
      │    └── UnknownNameError    a model, queue engine or output format that does not exist
      ├── RetryableError           transient; the region is retried (lease lost, broker busy)
      ├── ModelError               the model raised or returned malformed output
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelError",
     "QueueError",
+    "RefusedUrlError",
     "RetryableError",
     "SourceError",
     "StoreError",
@@ -45,6 +47,19 @@ class SourceError(InvalidRequestError):
     """A source cannot be opened or read."""
 
     code = "source_error"
+
+
+class RefusedUrlError(InvalidRequestError):
+    """A URL, path or limit in a client's job document that the server's policy refuses.
+
+    ``field`` is the document path of the value (``sources[3].url``, ``callback.url``).
+    """
+
+    code = "refused_url"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
 
 
 class UnknownNameError(InvalidRequestError, LookupError):

@@ -6,13 +6,17 @@ value stops the program at start with a message naming the variable, never a sil
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import GdalEnv
+from tilerunner.security.urls import UrlPolicy, parse_allowed_host
 
 __all__ = ["Settings", "load_settings"]
 
@@ -37,12 +41,79 @@ class Settings(BaseSettings):
     5 % of RAM, lets a worker's memory grow with the image it reads."""
     log_level: str = Field(default="WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
+    # What a client may name in a job document in server mode (docs/security.md); the lists
+    # are comma-separated (``TILERUNNER_ALLOWED_HOSTS=*.internal.example,10.0.0.0/8``) or JSON.
+    allowed_source_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.source_schemes
+    """URL schemes a client may use for sources (local paths: ``allowed_local_roots``)."""
+    allowed_output_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.output_schemes
+    """URL schemes a client may use for outputs (local paths: ``allowed_local_roots``)."""
+    allowed_callback_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.callback_schemes
+    """URL schemes a client may use for its callback."""
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host name patterns (``*.internal.example``), addresses or CIDR blocks (``10.0.0.0/8``)
+    a client may name although they are loopback, link-local or private."""
+    allowed_local_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    """Absolute folders inside which a client may name local paths and file:// URLs."""
+    max_sources_per_job: int = Field(default=UrlPolicy.max_sources_per_job, ge=1)
+    """Most sources one job may list (and its folders and patterns expand to)."""
+    max_tile_size: int = Field(default=UrlPolicy.max_tile_size, ge=16)
+    """Largest ``tiling.tile_size`` a client may ask for (px)."""
+
+    @field_validator(
+        "allowed_source_schemes",
+        "allowed_output_schemes",
+        "allowed_callback_schemes",
+        "allowed_hosts",
+        "allowed_local_roots",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("allowed_source_schemes", "allowed_output_schemes", "allowed_callback_schemes")
+    @classmethod
+    def _check_schemes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        schemes = tuple(scheme.lower() for scheme in value)
+        if bad := [s for s in schemes if not re.fullmatch(r"[a-z][a-z0-9+.-]*", s)]:
+            raise ValueError(f"{bad} are not URL schemes; list names such as https,s3")
+        return schemes
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            parse_allowed_host(entry)
+        return value
+
+    @field_validator("allowed_local_roots")
+    @classmethod
+    def _check_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        if bad := [str(root) for root in value if not root.is_absolute()]:
+            raise ValueError(f"{bad} are not absolute paths; list folders such as /data/in")
+        return value
 
     def broker(self) -> str:
         return self.broker_url or self.store_url
 
     def gdal_env(self) -> GdalEnv:
         return GdalEnv.for_s3(endpoint_url=self.s3_endpoint_url)
+
+    def url_policy(self) -> UrlPolicy:
+        """What a client may name in a job document (:mod:`tilerunner.security.urls`)."""
+        return UrlPolicy(
+            source_schemes=self.allowed_source_schemes,
+            output_schemes=self.allowed_output_schemes,
+            callback_schemes=self.allowed_callback_schemes,
+            allowed_hosts=self.allowed_hosts,
+            allowed_local_roots=tuple(str(root) for root in self.allowed_local_roots),
+            max_sources_per_job=self.max_sources_per_job,
+            max_tile_size=self.max_tile_size,
+        )
 
 
 def load_settings() -> Settings:

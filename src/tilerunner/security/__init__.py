@@ -1,0 +1,1 @@
+"""Server-mode security: API keys and their scopes, checks of client-supplied URLs."""
