@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     gdal_cache_mb: int = Field(default=256, ge=16)
     """GDAL's block cache per process (MB), unless GDAL_CACHEMAX is set; GDAL's own default,
     5 % of RAM, lets a worker's memory grow with the image it reads."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body the API accepts (bytes); larger ones get 413 before parsing."""
     log_level: str = Field(default="WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
     # What a client may name in a job document in server mode (docs/security.md); the lists

@@ -1,99 +1,69 @@
-"""The HTTP API (FastAPI; OpenAPI at /docs): jobs, workers, metrics, health."""
+"""The HTTP API (FastAPI; OpenAPI at /docs): jobs, models, workers, metrics, health.
+
+Every route but ``/livez``, ``/readyz``, ``/docs`` and ``/openapi.json`` needs an API key (see
+:mod:`tilerunner.api.deps`). Routers live one per resource in :mod:`tilerunner.api.routers`;
+the optional ones (the worker pull protocol, compatibility routes) are included when their
+module is installed, and the app's collaborators are on ``app.state``: ``store``, ``settings``,
+``queue_for``, ``insecure`` and ``keys``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from types import ModuleType
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from fastapi import Depends, FastAPI
 
 from tilerunner import __version__
+from tilerunner.api.deps import get_caller
 from tilerunner.api.errors import install_error_handlers
-from tilerunner.api.metrics import render_metrics
-from tilerunner.coordinator import QueueFor, job_features, job_view, submit_job
-from tilerunner.errors import StoreError
-from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
-from tilerunner.outputs import geojson_chunks
+from tilerunner.api.limits import BodyLimit
+from tilerunner.api.routers import health, jobs, models, workers
+from tilerunner.coordinator import QueueFor
 from tilerunner.settings import Settings
-from tilerunner.store import Store
+from tilerunner.store import KeyRepository, Store
 
-__all__ = ["create_app"]
+__all__ = ["OPTIONAL_ROUTERS", "create_app"]
+
+#: Router modules included only when present; each still needs an API key on every route.
+OPTIONAL_ROUTERS = ("tilerunner.api.routers.work", "tilerunner.api.routers.compat")
+
+_DESCRIPTION = (
+    "Run machine-learning models over imagery of any size. Send an API key from "
+    "`tilerunner keys create` as `Authorization: Bearer <key>` (or `X-API-Key`)."
+)
 
 
-def create_app(settings: Settings, store: Store, queue_for: QueueFor) -> FastAPI:
-    """Build the API over an open store and a queue factory (composition root: ``serve``)."""
-    app = FastAPI(title="tilerunner", version=__version__)
+def _optional(name: str) -> ModuleType | None:
+    """The module ``name``, or None if exactly that module is not there."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name == name:
+            return None
+        raise
+
+
+def create_app(
+    settings: Settings, store: Store, queue_for: QueueFor, *, insecure: bool = False
+) -> FastAPI:
+    """Build the API over an open store and a queue factory (composition root: ``serve``).
+
+    ``insecure`` turns authentication off: every caller is an admin of project ``default``
+    (``serve`` allows it on a loopback address only).
+    """
+    app = FastAPI(title="tilerunner", version=__version__, description=_DESCRIPTION)
+    app.state.store = store
+    app.state.settings = settings
+    app.state.queue_for = queue_for
+    app.state.insecure = insecure
+    app.state.keys = KeyRepository(store.engine)
     install_error_handlers(app)
-    env = settings.gdal_env()
-
-    def _job(job_id: str) -> dict[str, Any]:
-        view = job_view(store, job_id)
-        if view is None:
-            raise HTTPException(404, f"no job {job_id!r}")
-        return view
-
-    @app.post("/v1/jobs", status_code=201)
-    def submit(document: dict[str, Any]) -> dict[str, Any]:
-        """Validate, plan and enqueue a job document; returns the job object."""
-        spec = parse_job(document)
-        job_id, _ = submit_job(store, queue_for, spec, env=env)
-        return _job(job_id)
-
-    @app.get("/v1/jobs")
-    def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
-        return [
-            {"id": j.id, "name": j.name, "status": j.status, "created_at": j.created_at}
-            for j in store.list_jobs(limit)
-        ]
-
-    @app.get("/v1/jobs/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        return _job(job_id)
-
-    @app.post("/v1/jobs/{job_id}/cancel")
-    def cancel(job_id: str) -> dict[str, Any]:
-        view = _job(job_id)
-        if JobState(view["status"]) not in JOB_TERMINAL:
-            store.set_job_state(job_id, JobState.CANCELLED)
-        return _job(job_id)
-
-    @app.get("/v1/jobs/{job_id}/events")
-    def events(job_id: str) -> list[dict[str, Any]]:
-        _job(job_id)
-        return store.events(job_id)
-
-    @app.get("/v1/jobs/{job_id}/errors")
-    def errors(job_id: str) -> list[dict[str, Any]]:
-        return list(_job(job_id)["errors"])
-
-    @app.get("/v1/jobs/{job_id}/results")
-    def results(job_id: str) -> StreamingResponse:
-        """The job's merged features as a GeoJSON FeatureCollection (streamed)."""
-        _job(job_id)
-        table = job_features(store, job_id, env)
-        return StreamingResponse(geojson_chunks(table), media_type="application/geo+json")
-
-    @app.get("/v1/workers")
-    def workers() -> list[dict[str, Any]]:
-        return store.workers()
-
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        return render_metrics(store)
-
-    @app.get("/livez")
-    def livez() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> dict[str, str]:
-        try:
-            with store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except DBAPIError as error:
-            raise StoreError(f"state database not reachable: {error.orig}") from None
-        return {"status": "ready"}
-
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, jobs, models, workers):
+        app.include_router(module.router)
+    for name in OPTIONAL_ROUTERS:
+        optional = _optional(name)
+        if optional is not None:
+            app.include_router(optional.router, dependencies=[Depends(get_caller)])
     return app

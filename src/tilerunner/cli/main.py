@@ -11,6 +11,7 @@ from tilerunner.cli.common import configure_logging, fail
 from tilerunner.cli.demo import demo
 from tilerunner.cli.info import models_command, status_command
 from tilerunner.cli.jobs import cancel, results, submit
+from tilerunner.cli.keys import keys
 from tilerunner.cli.queue import queue
 from tilerunner.cli.run import run
 from tilerunner.cli.serve import serve
@@ -47,6 +48,7 @@ cli.add_command(submit)
 cli.add_command(results)
 cli.add_command(cancel)
 cli.add_command(queue)
+cli.add_command(keys)
 
 
 def main() -> None:

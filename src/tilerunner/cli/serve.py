@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 
@@ -12,11 +13,26 @@ from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.coordinator import Coordinator
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
-from tilerunner.store import open_store
+from tilerunner.store import KeyRepository, open_store
 
 __all__ = ["serve"]
 
 log = logging.getLogger(__name__)
+
+
+def _check_loopback(host: str) -> None:
+    """--insecure only on a loopback address: 127.0.0.0/8, ::1 or localhost."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidRequestError(
+            f"--insecure turns API keys off, so it is refused on --host {host}; use a loopback "
+            "--host (127.0.0.1, ::1, localhost) or drop --insecure and create a key with "
+            "'tilerunner keys create'"
+        )
+
 
 
 @click.command()
@@ -28,14 +44,21 @@ log = logging.getLogger(__name__)
     "--sweep-seconds", default=30.0, show_default=True, type=float, help="Repair sweep period."
 )
 @click.option("--no-api", is_flag=True, help="Run only the coordinator loop.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="No API keys: every caller is an admin of project 'default'. Loopback --host only.",
+)
 @click.pass_obj
 @handle_errors
 def serve(settings: Settings, store_url: str | None, broker_url: str | None, host: str,
-          port: int, sweep_seconds: float, no_api: bool) -> None:  # fmt: skip
+          port: int, sweep_seconds: float, no_api: bool, insecure: bool) -> None:  # fmt: skip
     """Run the API (OpenAPI at /docs) and the coordinator; migrates the store on start.
 
     Several serve processes may run against one store: aggregations are claimed once.
     """
+    if insecure:
+        _check_loopback(host)
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
     queue_for = queue_factory(broker_url, settings)
@@ -58,11 +81,19 @@ def serve(settings: Settings, store_url: str | None, broker_url: str | None, hos
         raise InvalidRequestError(
             "the API needs the server extra: pip install 'tilerunner[server]' (or use --no-api)"
         ) from None
+    if not insecure and not no_api and not KeyRepository(store.engine).list_keys():
+        log.warning(
+            "no API keys yet: every request but /livez and /readyz is refused; create one with "
+            "'tilerunner keys create --project default --scope admin'"
+        )
     loop = threading.Thread(target=coordinator.run, args=(stop,), name="coordinator", daemon=True)
     loop.start()
     try:
         uvicorn.run(
-            create_app(settings, store, queue_for), host=host, port=port, log_level="warning"
+            create_app(settings, store, queue_for, insecure=insecure),
+            host=host,
+            port=port,
+            log_level="warning",
         )
     finally:
         stop.set()

@@ -74,6 +74,7 @@ def submit_job(
     *,
     job_id: str | None = None,
     env: GdalEnv | None = None,
+    project: str = "default",
 ) -> tuple[str, bool]:
     """Validate, plan, store and enqueue a job; returns (job id, created).
 
@@ -86,7 +87,9 @@ def submit_job(
     created = False
     if store.get_job(job_id) is None:
         plans = plan_images(spec, env)
-        created = store.create_job(job_id, spec.name, spec.model_dump(mode="json"), plans)
+        created = store.create_job(
+            job_id, spec.name, spec.model_dump(mode="json"), plans, project=project
+        )
         log.info("planned job %s: %d image(s)", job_id, len(plans))
     published = publish_pending(store, queue_for, job_id)
     log.info("job %s: %d region message(s) published", job_id, published)

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
-from tilerunner.jobs import JobState
-from tilerunner.store import Store
+from tilerunner.jobs import JOB_TERMINAL, JobState
+from tilerunner.store import Counts, JobRecord, Store
 
-__all__ = ["job_view"]
+__all__ = ["eta_seconds", "job_view", "progress"]
 
 _TRANSITIONS = {state.value for state in JobState}
 
 
-def job_view(store: Store, job_id: str) -> dict[str, Any] | None:
-    """Status, a timestamp per transition, counts, typed errors and outputs of one job."""
+def progress(job: JobRecord, c: Counts) -> float:
+    """Share of the job's regions finished (done or failed), 0-1; 1 once the job is over."""
+    if JobState(job.status) in JOB_TERMINAL:
+        return 1.0
+    if c.regions_total == 0:
+        return 0.0
+    return min(1.0, c.regions_finished / c.regions_total)
+
+
+def eta_seconds(job: JobRecord, c: Counts, now: float) -> float | None:
+    """Seconds left at the throughput measured so far (tiles done per second since the job
+    started running); 0 once the job is over, None while nothing was measured yet."""
+    if JobState(job.status) in JOB_TERMINAL:
+        return 0.0
+    if job.started_at is None or c.tiles_done <= 0 or now <= job.started_at:
+        return None
+    rate = c.tiles_done / (now - job.started_at)
+    return max(0.0, c.tiles_total - c.tiles_done) / rate
+
+
+def job_view(store: Store, job_id: str, now: float | None = None) -> dict[str, Any] | None:
+    """Status, a timestamp per transition, counts, progress, ETA, typed errors and outputs."""
     job = store.get_job(job_id)
     if job is None:
         return None
@@ -26,6 +47,7 @@ def job_view(store: Store, job_id: str) -> dict[str, Any] | None:
     return {
         "id": job.id,
         "name": job.name,
+        "project": job.project,
         "status": job.status,
         "timestamps": timestamps,
         "counts": {
@@ -38,6 +60,8 @@ def job_view(store: Store, job_id: str) -> dict[str, Any] | None:
             "tiles": {"total": c.tiles_total, "done": c.tiles_done},
             "features": {"found": c.features},
         },
+        "progress": progress(job, c),
+        "eta_seconds": eta_seconds(job, c, time.time() if now is None else now),
         "errors": [asdict(e) for e in store.errors(job_id)],
         "outputs": job.outputs or [],
         "error": job.error,

@@ -1,6 +1,7 @@
 """The state database: SQLAlchemy tables, migrations and the repository."""
 
 from tilerunner.store.database import open_engine, sqlite_path, upgrade
+from tilerunner.store.keys import ApiKeyRecord, KeyRepository
 from tilerunner.store.records import (
     Counts,
     FeatureRows,
@@ -13,12 +14,14 @@ from tilerunner.store.records import (
 from tilerunner.store.repository import Store
 
 __all__ = [
+    "ApiKeyRecord",
     "Counts",
     "FeatureRows",
     "ImagePlan",
     "ImageRecord",
     "JobError",
     "JobRecord",
+    "KeyRepository",
     "OutboxItem",
     "Store",
     "open_engine",

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -86,9 +86,14 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
     def create_job(
-        self, job_id: str, name: str | None, spec: dict[str, Any], plans: list[ImagePlan]
+        self,
+        job_id: str,
+        name: str | None,
+        spec: dict[str, Any],
+        plans: list[ImagePlan],
+        project: str = "default",
     ) -> bool:
-        """Write a job with its images and regions; False if the job id exists already."""
+        """Write a job (of ``project``) with its images and regions; False if the id exists."""
         now = self._clock()
         with self._begin() as conn:
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first():
@@ -97,6 +102,7 @@ class Store:
                 insert(jobs).values(
                     id=job_id,
                     name=name,
+                    project=project,
                     spec=spec,
                     status=JobState.QUEUED.value,
                     created_at=now,
@@ -155,12 +161,35 @@ class Store:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return None if row is None else JobRecord(**dict(row))
 
-    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+    def list_jobs(
+        self,
+        limit: int = 50,
+        *,
+        project: str | None = None,
+        status: JobState | None = None,
+        name: str | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[JobRecord]:
+        """Newest first (ties by id), filtered; ``after``: the (created_at, id) of the last
+        job of the previous page, whose successors this page holds."""
+        query = select(jobs)
+        if project is not None:
+            query = query.where(jobs.c.project == project)
+        if status is not None:
+            query = query.where(jobs.c.status == status.value)
+        if name is not None:
+            query = query.where(jobs.c.name == name)
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                or_(
+                    jobs.c.created_at < created,
+                    and_(jobs.c.created_at == created, jobs.c.id > last_id),
+                )
+            )
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
         with self._begin() as conn:
-            rows = conn.execute(
-                select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
-            ).mappings()
-            return [JobRecord(**dict(r)) for r in rows]
+            return [JobRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     def set_job_state(self, job_id: str, target: JobState, error: str | None = None) -> bool:
         """Move a job to ``target`` if its transitions allow it from the current state."""

@@ -21,7 +21,17 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["events", "features", "images", "jobs", "metadata", "outbox", "regions", "workers"]
+__all__ = [
+    "api_keys",
+    "events",
+    "features",
+    "images",
+    "jobs",
+    "metadata",
+    "outbox",
+    "regions",
+    "workers",
+]
 
 metadata = MetaData()
 
@@ -41,6 +51,8 @@ jobs = Table(
     Column("tiles_total", BigInteger, nullable=False, default=0),
     Column("outputs", JSON),
     Column("error", Text),
+    Column("project", String(64), nullable=False, server_default="default"),
+    Index("ix_jobs_project_created", "project", "created_at"),
 )
 
 images = Table(
@@ -137,4 +149,18 @@ workers = Table(
     Column("tiles_done", BigInteger, nullable=False, default=0),
     Column("regions_done", Integer, nullable=False, default=0),
     Column("tiles_per_second", Float, nullable=False, default=0.0),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255)),
+    Column("project", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+    UniqueConstraint("hash", name="uq_api_keys_hash"),
 )

@@ -1,0 +1,182 @@
+"""``/v1/jobs``: submit, list, get, cancel, events, errors and results of a project's jobs.
+
+Submitting and cancelling need the ``submit`` scope, everything else ``read``. A key sees only
+its own project: another project's job answers 404, exactly like a missing one, and never
+appears in a listing. Listing pages with an opaque cursor that encodes the last job's
+(created_at, id), so pages stay stable while new jobs arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from starlette.responses import Response as StarletteResponse
+
+from tilerunner.api.deps import (
+    QueueForDep,
+    ReadCaller,
+    SettingsDep,
+    StoreDep,
+    SubmitCaller,
+    job_of,
+)
+from tilerunner.api.results import (
+    ResultFilter,
+    ResultFormat,
+    filter_table,
+    label_set,
+    parse_bbox,
+    result_response,
+)
+from tilerunner.api.schemas import (
+    Event,
+    Job,
+    JobErrorItem,
+    JobList,
+    job_from_view,
+    job_summary,
+)
+from tilerunner.coordinator import job_features, job_view, submit_job
+from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
+from tilerunner.security.urls import check_job_document
+from tilerunner.store import Store
+
+__all__ = ["decode_cursor", "encode_cursor", "router"]
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def encode_cursor(created_at: float, job_id: str) -> str:
+    raw = json.dumps([created_at, job_id], separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor encodes; a clear error for a cursor we did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        if isinstance(created_at, int | float) and isinstance(job_id, str):
+            return float(created_at), job_id
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise InvalidRequestError(
+        f"invalid cursor {cursor!r}; pass the next_cursor of the previous page unchanged"
+    )
+
+
+def _view(store: Store, job_id: str) -> Job:
+    view = job_view(store, job_id)
+    assert view is not None  # job_of checked that it exists
+    return job_from_view(view)
+
+
+@router.post("", status_code=202, response_model=Job)
+def submit(
+    caller: SubmitCaller,
+    store: StoreDep,
+    settings: SettingsDep,
+    queue_for: QueueForDep,
+    document: Annotated[dict[str, Any], Body(description="A job document (docs/job-document.md).")],
+    response: Response,
+) -> Job:
+    """Validate, plan and enqueue a job document in the key's project; returns the job."""
+    spec = parse_job(document)
+    check_job_document(spec, settings.url_policy())  # sources, outputs, callback: allowed?
+    job_id, _ = submit_job(store, queue_for, spec, env=settings.gdal_env(), project=caller.project)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return _view(store, job_id)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    caller: ReadCaller,
+    store: StoreDep,
+    status: JobState | None = None,
+    project: Annotated[str | None, Query(description="Only the key's own project.")] = None,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> JobList:
+    """The project's jobs, newest first, filtered by status and name, paged by cursor."""
+    if project is not None and project != caller.project:
+        return JobList(jobs=[], next_cursor=None)  # another project's jobs do not exist here
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = store.list_jobs(limit + 1, project=caller.project, status=status, name=name, after=after)
+    more = len(rows) > limit
+    page = rows[:limit]
+    last = page[-1] if more else None
+    return JobList(
+        jobs=[job_summary(j) for j in page],
+        next_cursor=None if last is None else encode_cursor(last.created_at, last.id),
+    )
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job(job_id: str, caller: ReadCaller, store: StoreDep) -> Job:
+    """One job: status, timestamps, counts, progress, ETA, errors and outputs."""
+    job_of(store, caller, job_id)
+    return _view(store, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=Job)
+def cancel(job_id: str, caller: SubmitCaller, store: StoreDep) -> Job:
+    """Cancel a job (workers skip its remaining regions); a finished job stays as it is."""
+    job = job_of(store, caller, job_id)
+    if JobState(job.status) not in JOB_TERMINAL:
+        store.set_job_state(job_id, JobState.CANCELLED)
+    return _view(store, job_id)
+
+
+@router.get("/{job_id}/events", response_model=list[Event])
+def events(job_id: str, caller: ReadCaller, store: StoreDep) -> list[Event]:
+    """The job's timeline, oldest first."""
+    job_of(store, caller, job_id)
+    return [Event.model_validate(e) for e in store.events(job_id)]
+
+
+@router.get("/{job_id}/errors", response_model=list[JobErrorItem])
+def errors(job_id: str, caller: ReadCaller, store: StoreDep) -> list[JobErrorItem]:
+    """Typed errors: failed images and failed regions."""
+    job_of(store, caller, job_id)
+    return [JobErrorItem.model_validate(e, from_attributes=True) for e in store.errors(job_id)]
+
+
+@router.get(
+    "/{job_id}/results",
+    response_class=StarletteResponse,
+    responses={
+        200: {
+            "description": "The merged features (finished images so far), streamed.",
+            "content": {
+                "application/geo+json": {},
+                "application/vnd.apache.parquet": {},
+                "text/csv": {},
+            },
+        }
+    },
+)
+def results(
+    job_id: str,
+    caller: ReadCaller,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: ResultFormat = ResultFormat.GEOJSON,
+    min_score: Annotated[float | None, Query(ge=0.0)] = None,
+    label: Annotated[list[str] | None, Query(description="Repeatable; any of them.")] = None,
+    bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat.")] = None,
+) -> StarletteResponse:
+    """The job's merged features as GeoJSON, GeoParquet or CSV, filtered."""
+    job_of(store, caller, job_id)
+    where = ResultFilter(
+        min_score=min_score,
+        labels=label_set(label),
+        bbox=None if bbox is None else parse_bbox(bbox),
+    )
+    table = filter_table(job_features(store, job_id, settings.gdal_env()), where)
+    return result_response(table, format, job_id)

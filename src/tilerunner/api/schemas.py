@@ -1,0 +1,170 @@
+"""Response models of the HTTP API (what /docs shows; separate from tables and records).
+
+The job object is modelled on batch APIs people know: a status, a timestamp per transition,
+counts of done / failed work, progress and an ETA from measured throughput, typed errors and
+output locations.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tilerunner.jobs import JobState
+from tilerunner.store import JobRecord
+
+__all__ = [
+    "Event",
+    "Health",
+    "Job",
+    "JobCounts",
+    "JobErrorItem",
+    "JobList",
+    "JobSummary",
+    "ModelInfo",
+    "WorkerInfo",
+    "job_from_view",
+    "job_summary",
+]
+
+_REDACTED = "***"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CountRow(_Out):
+    total: int
+    done: int
+    failed: int
+
+
+class TileCount(_Out):
+    total: int
+    done: int
+
+
+class FeatureCount(_Out):
+    found: int = Field(description="Features recorded by finished regions (before merging).")
+
+
+class JobCounts(_Out):
+    images: CountRow
+    regions: CountRow
+    tiles: TileCount
+    features: FeatureCount
+
+
+class Timestamps(_Out):
+    """Unix times (seconds) of each transition the job went through."""
+
+    created_at: float
+    queued_at: float | None = None
+    running_at: float | None = None
+    aggregating_at: float | None = None
+    succeeded_at: float | None = None
+    partial_at: float | None = None
+    failed_at: float | None = None
+    cancelling_at: float | None = None
+    cancelled_at: float | None = None
+
+
+class JobErrorItem(_Out):
+    code: str
+    message: str
+    image: str | None
+    region: int | None
+
+
+class Job(_Out):
+    id: str
+    name: str | None
+    project: str
+    status: JobState
+    timestamps: Timestamps
+    counts: JobCounts
+    progress: float = Field(ge=0.0, le=1.0, description="Share of regions finished, 0-1.")
+    eta_seconds: float | None = Field(
+        description="Seconds left at the tiles/s measured since the job started; null if unknown."
+    )
+    errors: list[JobErrorItem]
+    outputs: list[str]
+    error: str | None
+    spec: dict[str, Any] = Field(description="The job document (callback secret redacted).")
+
+
+class JobSummary(_Out):
+    """A job in a listing: no counts, so listing stays one query."""
+
+    id: str
+    name: str | None
+    project: str
+    status: JobState
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    images_total: int
+    regions_total: int
+    tiles_total: int
+    outputs: list[str] | None
+
+
+class JobList(_Out):
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last.")
+
+
+class Event(_Out):
+    id: int
+    at: float
+    kind: str
+    message: str
+    image_idx: int | None
+    region_idx: int | None
+
+
+class WorkerInfo(_Out):
+    id: str
+    host: str
+    pid: int
+    models: list[str]
+    started_at: float
+    last_seen: float
+    leases_held: int
+    tiles_done: int
+    regions_done: int
+    tiles_per_second: float
+
+
+class ModelInfo(_Out):
+    name: str
+    workers: list[str] = Field(description="Workers that registered this model.")
+    live: bool = Field(description="Whether any of them was seen in the last two lease periods.")
+    last_seen: float
+    task: str | None = Field(default=None, description="Not known to the server yet: null.")
+    classes: list[str] | None = Field(default=None, description="Not known yet: null.")
+
+
+class Health(_Out):
+    status: str
+
+
+def _redact(spec: dict[str, Any]) -> dict[str, Any]:
+    callback = spec.get("callback")
+    if not isinstance(callback, dict) or callback.get("secret") is None:
+        return spec
+    out = copy.deepcopy(spec)
+    out["callback"]["secret"] = _REDACTED
+    return out
+
+
+def job_from_view(view: dict[str, Any]) -> Job:
+    """The response model of :func:`tilerunner.coordinator.job_view`'s dict."""
+    return Job.model_validate({**view, "spec": _redact(view["spec"])})
+
+
+def job_summary(job: JobRecord) -> JobSummary:
+    return JobSummary.model_validate(job, from_attributes=True)
