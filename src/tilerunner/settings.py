@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     """Visibility timeout of a leased region; heartbeats extend it every third of it."""
     max_attempts: int = Field(default=3, ge=1)
     """Deliveries of a region before it is dead-lettered."""
+    claim_seconds: float = Field(default=30.0, gt=0)
+    """Lease of a coordinator's claim on an aggregation, extended every third of it while it
+    runs; a killed coordinator's work is taken over after about this long."""
+    callback_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of one callback request."""
+    callback_max_attempts: int = Field(default=8, ge=1)
+    """Attempts of a callback delivery (backoff doubling from 1 s to 10 min) before giving up."""
     s3_endpoint_url: str | None = None
     """S3-compatible endpoint for s3:// sources (a local object store, for example)."""
     gdal_cache_mb: int = Field(default=256, ge=16)

@@ -117,7 +117,12 @@ def _params(deployments: list[Deployment]) -> list[object]:
 
 @pytest.fixture(params=_params(DEPLOYMENTS))
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
-    yield from _bring_up(request.param, request, tmp_path)
+    """Every deployment; a test narrows them with ``parametrize("cluster", [ids], indirect=True)``
+    (marking the ids that need a server ``services``)."""
+    param = request.param
+    if isinstance(param, str):
+        param = next(d for d in DEPLOYMENTS if d.id == param)
+    yield from _bring_up(param, request, tmp_path)
 
 
 @pytest.fixture(params=_params([d for d in DEPLOYMENTS if d.restart]))

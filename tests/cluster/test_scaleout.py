@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from tr_cluster import Cluster, sigkill
+from tr_gate import UploadGate
 from tr_scenes import make_scene
 
 SLOW = "det=tr_slow:SlowTruthDetector"
+CLAIM_SECONDS = 3.0
+TAKEOVER_MARGIN = 7.0  # the survivor's poll (1 s), then the aggregation itself on a busy machine
 
 
 def _scene(tmp_path: Path) -> tuple[Path, Path, list[tuple[float, ...]]]:
@@ -18,7 +25,7 @@ def _scene(tmp_path: Path) -> tuple[Path, Path, list[tuple[float, ...]]]:
     return make_scene(tmp_path, width=1000, height=800, n_boxes=150, max_side=14, seed=3)
 
 
-def _document(tif: Path, out: Path) -> dict[str, object]:
+def _document(tif: Path, out: Path | str) -> dict[str, object]:
     return {
         "sources": [str(tif)],
         "pipeline": [{"task": "detect", "model": "det"}],
@@ -27,11 +34,56 @@ def _document(tif: Path, out: Path) -> dict[str, object]:
     }
 
 
-def _boxes(path: Path) -> list[tuple[float, ...]]:
-    import json
-
-    features = json.loads(path.read_text())["features"]
+def _boxes(path: Path | bytes) -> list[tuple[float, ...]]:
+    features = json.loads(path if isinstance(path, bytes) else path.read_text())["features"]
     return sorted(tuple(round(v, 6) for v in f["properties"]["pixel_bbox"]) for f in features)
+
+
+@pytest.fixture
+def gated(cluster: Cluster, moto_server: str) -> Iterator[tuple[UploadGate, str]]:
+    """An ``s3://`` output whose first upload hangs: the aggregation that makes it stays in
+    progress until its coordinator is killed. Coordinators claim for ``CLAIM_SECONDS``."""
+    import boto3
+
+    bucket = f"out-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    gate = UploadGate(moto_server, f"/{bucket}/")
+    cluster.env["TILERUNNER_S3_ENDPOINT_URL"] = gate.url
+    cluster.env["TILERUNNER_CLAIM_SECONDS"] = str(CLAIM_SECONDS)
+    try:
+        yield gate, f"s3://{bucket}/out.geojson"
+    finally:
+        gate.close()
+
+
+def _s3_boxes(endpoint: str, uri: str) -> list[tuple[float, ...]]:
+    import boto3
+
+    parts = urlsplit(uri)
+    got = boto3.client("s3", endpoint_url=endpoint).get_object(
+        Bucket=parts.netloc, Key=parts.path.lstrip("/")
+    )
+    return _boxes(got["Body"].read())
+
+
+def _kill_mid_aggregation(cluster: Cluster, job_id: str, gate: UploadGate) -> tuple[str, float]:
+    """Poll the store until a coordinator has claimed the job's aggregation and hangs in its
+    upload, see its claim extended, SIGKILL it; returns (its owner name, monotonic kill time)."""
+    deadline = time.monotonic() + 300
+    owner, until, _ = cluster.aggregation_claim(job_id)
+    while owner is None or until is None or not gate.held.is_set():
+        assert time.monotonic() < deadline, "no coordinator claimed the aggregation"
+        time.sleep(0.1)
+        owner, until, _ = cluster.aggregation_claim(job_id)
+    extended = until
+    while extended is not None and extended <= until:  # the claim keeper extends it
+        assert time.monotonic() < deadline, "the aggregation claim was never extended"
+        time.sleep(0.1)
+        now_owner, extended, done = cluster.aggregation_claim(job_id)
+        assert (now_owner, done) == (owner, None)  # held by the same, still in progress
+    assert cluster.store.get_job(job_id).status == "aggregating"  # type: ignore[union-attr]
+    sigkill(cluster.coordinator_of(owner))
+    return owner, time.monotonic()
 
 
 def _expected(boxes: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
@@ -66,21 +118,25 @@ def test_ten_workers_killed_mid_job_lose_nothing(cluster: Cluster, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_coordinator_killed_and_restarted_aggregates_once(cluster: Cluster, tmp_path: Path) -> None:
-    """Two coordinators run at once; one is killed mid-job and restarted."""
+def test_coordinator_killed_and_restarted_aggregates_once(
+    cluster: Cluster, gated: tuple[UploadGate, str], moto_server: str, tmp_path: Path
+) -> None:
+    """Two coordinators run at once; the one holding the aggregation is killed in the middle
+    of it and another is started."""
+    gate, uri = gated
     tif, truth, boxes = _scene(tmp_path)
-    doomed = cluster.start_coordinator()
+    cluster.start_coordinator()
     cluster.start_coordinator()
     params = (f"truth={truth}", "seconds_per_tile=0.01")
     for _ in range(2):
         cluster.start_worker(SLOW, *params)
-    job_id = cluster.submit(_document(tif, tmp_path / "out.geojson"))
-    time.sleep(1.0)
-    sigkill(doomed)
-    time.sleep(1.0)
+    job_id = cluster.submit(_document(tif, uri))
+    killed, _ = _kill_mid_aggregation(cluster, job_id, gate)
     cluster.start_coordinator()
     assert cluster.wait(job_id) == "succeeded"
-    assert _boxes(tmp_path / "out.geojson") == _expected(boxes)
+    assert _s3_boxes(moto_server, uri) == _expected(boxes)
+    owner, _, done = cluster.aggregation_claim(job_id)
+    assert done is not None and owner not in (None, killed)
     kinds = [e["kind"] for e in cluster.store.events(job_id)]
     assert kinds.count("all_regions_finished") == 1
     assert kinds.count("aggregating") == 1
@@ -88,6 +144,27 @@ def test_coordinator_killed_and_restarted_aggregates_once(cluster: Cluster, tmp_
     cluster.stop_workers()  # graceful: their final counters are in the store
     done = sum(w["regions_done"] for w in cluster.store.workers())
     assert done == cluster.store.counts(job_id).regions_total  # each region recorded once
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cluster", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)], indirect=True
+)
+def test_a_killed_coordinators_aggregation_is_taken_over_within_the_claim(
+    cluster: Cluster, gated: tuple[UploadGate, str], moto_server: str, tmp_path: Path
+) -> None:
+    gate, uri = gated
+    tif, truth, boxes = _scene(tmp_path)
+    cluster.start_coordinator()
+    cluster.start_coordinator()
+    for _ in range(2):
+        cluster.start_worker(SLOW, f"truth={truth}", "seconds_per_tile=0.0")
+    job_id = cluster.submit(_document(tif, uri))
+    _, killed_at = _kill_mid_aggregation(cluster, job_id, gate)
+    assert cluster.wait(job_id, timeout=60) == "succeeded"
+    taken_over_in = time.monotonic() - killed_at
+    assert taken_over_in < CLAIM_SECONDS + TAKEOVER_MARGIN, f"{taken_over_in:.1f} s after the kill"
+    assert _s3_boxes(moto_server, uri) == _expected(boxes)
 
 
 @pytest.mark.slow

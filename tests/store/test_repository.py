@@ -224,3 +224,55 @@ def test_processes_migrating_a_fresh_database_together_all_succeed(store_url: st
     with store.engine.connect() as conn:
         assert len(conn.execute(text("SELECT version_num FROM alembic_version")).all()) == 1
     store.engine.dispose()
+
+
+def test_a_claim_is_extended_only_by_its_holder_and_then_outlives_its_first_lease(
+    store: Store,
+) -> None:
+    now = [1000.0]
+    store = Store(store.engine, clock=lambda: now[0])
+    _plan(store)
+    store.complete_region("j1", 0, 0, _rows(1))
+    store.complete_region("j1", 0, 1, _rows(1))
+    item = store.claim_outbox("a", lease_seconds=10)
+    assert item is not None
+    now[0] += 8
+    assert not store.extend_claim(item, "b", 10)  # not b's claim
+    assert store.extend_claim(item, "a", 10)  # now held until 1018
+    now[0] += 5  # past the first lease
+    assert store.claim_outbox("b", lease_seconds=10) is None
+    now[0] += 6
+    taken = store.claim_outbox("b", lease_seconds=10)  # a stopped extending: taken over
+    assert taken is not None and taken.id == item.id
+    assert not store.extend_claim(item, "a", 10)  # a learns it lost the claim
+    store.finish_outbox(taken)
+    assert not store.extend_claim(taken, "b", 10)  # nothing to extend once done
+
+
+def test_a_final_state_schedules_one_callback_that_aggregation_never_claims(
+    store: Store,
+) -> None:
+    now = [1000.0]
+    store = Store(store.engine, clock=lambda: now[0])
+    spec = {"callback": {"url": "https://hooks.example/x", "secret": "s" * 16}}
+    assert store.create_job("cb", None, spec, [ImagePlan(0, "a.tif", "/a.tif", 9, 9, 1, [1])])
+    assert store.set_job_state("cb", JobState.CANCELLED)
+    assert not store.set_job_state("cb", JobState.CANCELLED)
+    assert store.claim_outbox("agg") is None  # a callback row is not an aggregation
+    [first] = store.claim_callbacks("c1", lease_seconds=30, limit=10)
+    assert (first.kind, first.attempts) == ("callback:cancelled", 0)
+    assert store.claim_callbacks("c2", lease_seconds=30, limit=10) == []  # held
+    store.callback_retry(first, "c1", "attempt 1: HTTP 500", delay=5)
+    assert store.claim_callbacks("c2", lease_seconds=30, limit=10) == []  # not due yet
+    now[0] += 6
+    [second] = store.claim_callbacks("c2", lease_seconds=30, limit=10)
+    assert (second.id, second.attempts) == (first.id, 1)
+    store.callback_delivered(second, "c2", "attempt 2: HTTP 204")
+    now[0] += 3600
+    assert store.claim_callbacks("c3", lease_seconds=30, limit=10) == []
+    assert not store.pending_outbox("cb")
+    kinds = [e["kind"] for e in store.events("cb")]
+    assert kinds.count("callback_attempt") == 2
+    assert store.create_job("plain", None, {"k": 1}, [])
+    assert store.set_job_state("plain", JobState.CANCELLED)
+    assert store.claim_callbacks("c3", lease_seconds=30, limit=10) == []  # no callback, no row

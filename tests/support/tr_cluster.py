@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
 from tr_cli import cli_env
 
 from tilerunner.store import Store, open_store
+from tilerunner.store.tables import outbox
 
 
 @dataclass
@@ -82,6 +84,21 @@ class Cluster:
                 return job.status
             time.sleep(0.3)
         raise AssertionError(f"job {job_id} not finished after {timeout} s; see {self.workdir}")
+
+    def aggregation_claim(self, job_id: str) -> tuple[str | None, float | None, float | None]:
+        """(claimed_by, claimed_until, done_at) of the job's aggregation outbox row."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(outbox.c.claimed_by, outbox.c.claimed_until, outbox.c.done_at).where(
+                    outbox.c.job_id == job_id, outbox.c.kind == "aggregate"
+                )
+            ).first()
+        return (None, None, None) if row is None else (row[0], row[1], row[2])
+
+    def coordinator_of(self, owner: str) -> subprocess.Popen[bytes]:
+        """The coordinator process behind a claim's owner (``coordinator-<host>-<pid>``)."""
+        pid = int(owner.rsplit("-", 1)[1])
+        return next(proc for proc in self.coordinators if proc.pid == pid)
 
     def stop_workers(self, timeout: float = 60.0) -> None:
         """SIGTERM: each worker finishes what it holds, reports its counters and exits."""

@@ -1,4 +1,4 @@
-"""``tilerunner serve``: the HTTP API and the coordinator (aggregation, repair sweeps)."""
+"""``tilerunner serve``: the HTTP API and the coordinator (aggregation, callbacks, sweeps)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.coordinator import Coordinator
+from tilerunner.coordinator.callbacks import CallbackDispatcher
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 from tilerunner.store import KeyRepository, open_store
@@ -32,7 +33,6 @@ def _check_loopback(host: str) -> None:
             "--host (127.0.0.1, ::1, localhost) or drop --insecure and create a key with "
             "'tilerunner keys create'"
         )
-
 
 
 @click.command()
@@ -62,9 +62,13 @@ def serve(settings: Settings, store_url: str | None, broker_url: str | None, hos
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
     queue_for = queue_factory(broker_url, settings)
+    callbacks = CallbackDispatcher(
+        store, policy=settings.url_policy(), timeout=settings.callback_timeout_seconds,
+        max_attempts=settings.callback_max_attempts,
+    )  # fmt: skip
     coordinator = Coordinator(
         store, queue_for, env=settings.gdal_env(), s3_endpoint_url=settings.s3_endpoint_url,
-        sweep_seconds=sweep_seconds,
+        sweep_seconds=sweep_seconds, claim_seconds=settings.claim_seconds, callbacks=callbacks,
     )  # fmt: skip
     stop = threading.Event()
     if no_api:

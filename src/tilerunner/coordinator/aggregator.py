@@ -18,6 +18,7 @@ from tilerunner.jobs import JobSpec, JobState
 from tilerunner.merging import MergeParams, merge
 from tilerunner.outputs import FeatureTable, writer_for
 from tilerunner.store import Counts, ImageRecord, Store
+from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
 
 __all__ = [
     "AggregateResult",
@@ -128,11 +129,17 @@ def process_outbox(
     s3_endpoint_url: str | None = None,
     *,
     job_id: str | None = None,
+    claim_seconds: float = CLAIM_SECONDS,
 ) -> AggregateResult | None:
-    """Claim and run one pending aggregation (of ``job_id`` if given), if any."""
-    item = store.claim_outbox(owner, job_id=job_id)
+    """Claim and run one pending aggregation (of ``job_id`` if given), if any.
+
+    The claim is a lease of ``claim_seconds``, extended every third of it while the work goes
+    on, so another coordinator takes over about ``claim_seconds`` after this one died.
+    """
+    item = store.claim_outbox(owner, claim_seconds, job_id=job_id)
     if item is None:
         return None
-    result = aggregate_job(store, item.job_id, env, s3_endpoint_url)
+    with ClaimKeeper(store, item, owner, claim_seconds):
+        result = aggregate_job(store, item.job_id, env, s3_endpoint_url)
     store.finish_outbox(item)
     return result

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from tilerunner.jobs import JOB_TERMINAL, JobState
+from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState
 from tilerunner.store import Counts, JobRecord, Store
 
 __all__ = ["eta_seconds", "job_view", "progress"]
@@ -65,5 +65,5 @@ def job_view(store: Store, job_id: str, now: float | None = None) -> dict[str, A
         "errors": [asdict(e) for e in store.errors(job_id)],
         "outputs": job.outputs or [],
         "error": job.error,
-        "spec": job.spec,
+        "spec": JobSpec.model_validate(job.spec).public_dump(),
     }

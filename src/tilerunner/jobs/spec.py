@@ -85,8 +85,37 @@ class OutputSpec(_Strict):
 
 
 class CallbackSpec(_Strict):
-    url: str
-    secret: str | None = None
+    """Where the job object is POSTed at each final state and at optional progress milestones.
+
+    Every request is signed with ``secret`` (HMAC-SHA256 over the timestamp and the body; see
+    docs/callbacks.md). ``style`` chooses the body and headers; ``token`` serves other styles.
+    """
+
+    url: str = Field(min_length=1)
+    secret: str = Field(default="", validate_default=True, repr=False)
+    progress: list[float] | None = Field(default=None, max_length=20)
+    style: Literal["tilerunner", "antenna"] = "tilerunner"
+    token: str | None = Field(default=None, repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_long_enough(cls, value: str) -> str:
+        if len(value) < 16:
+            raise ValueError(
+                "a callback needs a secret of at least 16 characters, which signs every "
+                'delivery; add "secret" (for example 32 random characters)'
+            )
+        return value
+
+    @field_validator("progress")
+    @classmethod
+    def _fractions(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or any(not 0.0 < f < 1.0 for f in value)):
+            raise ValueError(
+                "progress milestones are fractions of the tiles done, between 0 and 1 "
+                "(exclusive), e.g. [0.25, 0.5, 0.75]"
+            )
+        return None if value is None else sorted(set(value))
 
 
 class JobSpec(_Strict):
@@ -111,6 +140,16 @@ class JobSpec(_Strict):
         """A stable hash of the document: the same command resumes the same job."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def public_dump(self) -> dict[str, Any]:
+        """The document as JSON data, with ``callback.secret`` and ``callback.token`` blanked."""
+        data = self.model_dump(mode="json")
+        callback = data.get("callback")
+        if callback:
+            callback["secret"] = ""
+            if callback.get("token") is not None:
+                callback["token"] = ""
+        return data
 
     def source_pairs(self) -> list[str | tuple[str, str]]:
         """Sources in the form :func:`tilerunner.imagery.expand_sources` takes."""

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
+from tilerunner.store.outbox import AGGREGATE, OutboxStore
 from tilerunner.store.records import (
     Counts,
     FeatureRows,
@@ -28,26 +28,12 @@ from tilerunner.store.records import (
     ImageRecord,
     JobError,
     JobRecord,
-    OutboxItem,
 )
 from tilerunner.store.tables import events, features, images, jobs, outbox, regions, workers
 
 __all__ = ["AGGREGATE", "Store"]
 
-AGGREGATE = "aggregate"
 _BATCH = 5000
-
-
-def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any]) -> int:
-    """INSERT that does nothing on a unique-key conflict; returns rows inserted."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**row).on_conflict_do_nothing()
-    elif name == "sqlite":
-        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two dialects above are supported
-        raise StoreError(f"unsupported database dialect {name!r}")
-    return int(conn.execute(stmt).rowcount or 0)
 
 
 # The hot path of completion as prebuilt statements: built once, they skip SQLAlchemy's
@@ -77,7 +63,7 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store:
+class Store(OutboxStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     def __init__(self, engine: Engine, clock: Any = time.time) -> None:
@@ -204,11 +190,15 @@ class Store:
             values["error"] = error
         with self._begin() as conn:
             changed = conn.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(allowed)).values(**values)
-            ).rowcount
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
+                .values(**values)
+                .returning(jobs.c.spec)
+            ).first()
             if changed:
                 self._event(conn, job_id, target.value, error or f"job {target.value}")
-        return bool(changed)
+                self._schedule_final_callback(conn, job_id, target, changed.spec)
+        return changed is not None
 
     def set_outputs(self, job_id: str, uris: list[str]) -> None:
         with self._begin() as conn:
@@ -502,49 +492,6 @@ class Store:
             extra=extra if any(e is not None for e in extra) else None,
         )
 
-    # --------------------------------------------------------------- outbox
-    def claim_outbox(
-        self, owner: str, lease_seconds: float = 300.0, job_id: str | None = None
-    ) -> OutboxItem | None:
-        """Claim one pending aggregation (of ``job_id`` if given); a claim whose owner died
-        expires after the lease."""
-        now = self._clock()
-        conditions = [
-            outbox.c.done_at.is_(None),
-            (outbox.c.claimed_until.is_(None)) | (outbox.c.claimed_until < now),
-        ]
-        if job_id is not None:
-            conditions.append(outbox.c.job_id == job_id)
-        with self._begin() as conn:
-            row = conn.execute(
-                select(outbox.c.id, outbox.c.job_id, outbox.c.kind)
-                .where(*conditions)
-                .order_by(outbox.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == row.id)
-                .values(claimed_by=owner, claimed_until=now + lease_seconds)
-            )
-        return OutboxItem(id=int(row.id), job_id=str(row.job_id), kind=str(row.kind))
-
-    def finish_outbox(self, item: OutboxItem) -> None:
-        with self._begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item.id).values(done_at=self._clock()))
-
-    def pending_outbox(self, job_id: str) -> bool:
-        with self._begin() as conn:
-            return (
-                conn.execute(
-                    select(outbox.c.id).where(outbox.c.job_id == job_id, outbox.c.done_at.is_(None))
-                ).first()
-                is not None
-            )
-
     # -------------------------------------------------------------- workers
     def worker_heartbeat(
         self,
@@ -687,9 +634,7 @@ class Store:
         ).one()
         if finished < total:
             return
-        if _insert_ignore(
-            conn, outbox, {"job_id": job_id, "kind": AGGREGATE, "created_at": self._clock()}
-        ):
+        if self._schedule(conn, job_id, AGGREGATE):
             self._event(
                 conn, job_id, "all_regions_finished", "every region finished; aggregation scheduled"
             )

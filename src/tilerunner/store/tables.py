@@ -133,6 +133,9 @@ outbox = Table(
     Column("claimed_by", String(255)),
     Column("claimed_until", Float),
     Column("done_at", Float),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", Float),
+    Column("last_error", Text),
     UniqueConstraint("job_id", "kind", name="uq_outbox_job_kind"),
 )
 
