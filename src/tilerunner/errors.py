@@ -7,6 +7,8 @@ Every error derives from :class:`TilerunnerError` and says what the caller shoul
      │    ├── SourceError         a source is missing, unreadable or not a raster
      │    ├── RefusedUrlError     a client-named URL, path or limit the server's policy refuses
      │    └── UnknownNameError    a model, queue engine or output format that does not exist
+     ├── AuthenticationError      no API key, or an unknown or revoked one (HTTP 401)
+     ├── PermissionDeniedError    a valid key without the scope a route needs (HTTP 403)
      ├── RetryableError           transient; the region is retried (lease lost, broker busy)
      ├── ModelError               the model raised or returned malformed output
      ├── QueueError               the queue engine failed
@@ -19,8 +21,10 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "AuthenticationError",
     "InvalidRequestError",
     "ModelError",
+    "PermissionDeniedError",
     "QueueError",
     "RefusedUrlError",
     "RetryableError",
@@ -81,6 +85,18 @@ class UnknownNameError(InvalidRequestError, LookupError):
         self.kind = kind
         self.name = name
         self.known = known_list
+
+
+class AuthenticationError(TilerunnerError):
+    """No API key, or a key that is unknown or revoked (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(TilerunnerError):
+    """A valid key without the scope a route needs (HTTP 403)."""
+
+    code = "forbidden"
 
 
 class RetryableError(TilerunnerError):

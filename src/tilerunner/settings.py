@@ -30,10 +30,17 @@ class Settings(BaseSettings):
     """Queue URL; defaults to the store URL (the embedded SQLite file holds both)."""
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tilerunner")
     """Where zoo weights and demo photos are kept once fetched."""
+    api_url: str | None = None
+    """API of a ``tilerunner serve`` for workers that pull work over HTTP (``worker --api``)."""
+    api_token: str | None = None
+    """Key with the worker scope for ``worker --api`` (``--token`` overrides it)."""
     lease_seconds: float = Field(default=60.0, gt=0)
     """Visibility timeout of a leased region; heartbeats extend it every third of it."""
     max_attempts: int = Field(default=3, ge=1)
     """Deliveries of a region before it is dead-lettered."""
+    read_retries: int = Field(default=3, ge=0, le=10)
+    """Tries again of a tile read that failed transiently (a timeout, a 5xx from object
+    storage), with a short doubling back-off, before the tile counts as failed."""
     claim_seconds: float = Field(default=30.0, gt=0)
     """Lease of a coordinator's claim on an aggregation, extended every third of it while it
     runs; a killed coordinator's work is taken over after about this long."""
@@ -48,6 +55,8 @@ class Settings(BaseSettings):
     5 % of RAM, lets a worker's memory grow with the image it reads."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest request body the API accepts (bytes); larger ones get 413 before parsing."""
+    max_work_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest body of the worker pull protocol (``/v1/work/...``): a region's features."""
     log_level: str = Field(default="WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
     # What a client may name in a job document in server mode (docs/security.md); the lists

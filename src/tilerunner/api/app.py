@@ -1,47 +1,30 @@
 """The HTTP API (FastAPI; OpenAPI at /docs): jobs, models, workers, metrics, health.
 
 Every route but ``/livez``, ``/readyz``, ``/docs`` and ``/openapi.json`` needs an API key (see
-:mod:`tilerunner.api.deps`). Routers live one per resource in :mod:`tilerunner.api.routers`;
-the optional ones (the worker pull protocol, compatibility routes) are included when their
-module is installed, and the app's collaborators are on ``app.state``: ``store``, ``settings``,
-``queue_for``, ``insecure`` and ``keys``.
+:mod:`tilerunner.api.deps`). Routers live one per resource in :mod:`tilerunner.api.routers`
+(jobs, models, workers, health, the worker pull protocol, the compatibility routes), and the
+app's collaborators are on ``app.state``: ``store``, ``settings``, ``queue_for``, ``insecure``
+and ``keys``.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from tilerunner import __version__
-from tilerunner.api.deps import get_caller
 from tilerunner.api.errors import install_error_handlers
 from tilerunner.api.limits import BodyLimit
-from tilerunner.api.routers import health, jobs, models, workers
+from tilerunner.api.routers import compat, health, jobs, models, work, workers
 from tilerunner.coordinator import QueueFor
 from tilerunner.settings import Settings
 from tilerunner.store import KeyRepository, Store
 
-__all__ = ["OPTIONAL_ROUTERS", "create_app"]
-
-#: Router modules included only when present; each still needs an API key on every route.
-OPTIONAL_ROUTERS = ("tilerunner.api.routers.work", "tilerunner.api.routers.compat")
+__all__ = ["create_app"]
 
 _DESCRIPTION = (
     "Run machine-learning models over imagery of any size. Send an API key from "
     "`tilerunner keys create` as `Authorization: Bearer <key>` (or `X-API-Key`)."
 )
-
-
-def _optional(name: str) -> ModuleType | None:
-    """The module ``name``, or None if exactly that module is not there."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name == name:
-            return None
-        raise
 
 
 def create_app(
@@ -59,11 +42,11 @@ def create_app(
     app.state.insecure = insecure
     app.state.keys = KeyRepository(store.engine)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, jobs, models, workers):
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        prefixes={"/v1/work/": (settings.max_work_body_bytes, "TILERUNNER_MAX_WORK_BODY_BYTES")},
+    )
+    for module in (health, jobs, models, workers, work, compat):
         app.include_router(module.router)
-    for name in OPTIONAL_ROUTERS:
-        optional = _optional(name)
-        if optional is not None:
-            app.include_router(optional.router, dependencies=[Depends(get_caller)])
     return app

@@ -11,15 +11,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tilerunner.errors import (
+    AuthenticationError,
     InvalidRequestError,
     ModelError,
+    PermissionDeniedError,
     QueueError,
     RetryableError,
     StoreError,
     TilerunnerError,
     UnknownNameError,
 )
-from tilerunner.security.keys import AuthenticationError, PermissionDeniedError
 
 __all__ = ["STATUS", "BodyTooLargeError", "error_response", "install_error_handlers", "status_for"]
 

@@ -17,25 +17,37 @@ __all__ = ["BodyLimit"]
 
 
 class BodyLimit:
-    """Pure ASGI middleware enforcing ``max_bytes`` per request body."""
+    """Pure ASGI middleware enforcing ``max_bytes`` per request body; paths under a prefix of
+    ``prefixes`` get that prefix's own limit (a worker's results are larger than a job)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, prefixes: dict[str, tuple[int, str]] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.prefixes = prefixes or {}
 
-    def _error(self) -> BodyTooLargeError:
+    def _limit(self, path: str) -> tuple[int, str]:
+        for prefix, limit in self.prefixes.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes, "TILERUNNER_MAX_BODY_BYTES"
+
+    @staticmethod
+    def _error(limit: tuple[int, str]) -> BodyTooLargeError:
         return BodyTooLargeError(
-            f"request body over {self.max_bytes} bytes; send a smaller body or raise "
-            "TILERUNNER_MAX_BODY_BYTES on the server"
+            f"request body over {limit[0]} bytes; send a smaller body or raise {limit[1]} "
+            "on the server"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(str(scope.get("path", "")))
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(self._error())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit[0]:
+            await error_response(self._error(limit))(scope, receive, send)
             return
         received = 0
         refused = False
@@ -45,9 +57,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit[0]:
                     refused = True
-                    await error_response(self._error())(scope, receive, send)
+                    await error_response(self._error(limit))(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 

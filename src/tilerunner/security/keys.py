@@ -27,7 +27,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tilerunner.errors import InvalidRequestError, TilerunnerError
+from tilerunner.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 
 __all__ = [
     "DEFAULT_PROJECT",
@@ -60,18 +64,6 @@ class Scope(StrEnum):
     READ = "read"
     WORKER = "worker"
     ADMIN = "admin"
-
-
-class AuthenticationError(TilerunnerError):
-    """No API key, or a key that is unknown or revoked (HTTP 401)."""
-
-    code = "unauthenticated"
-
-
-class PermissionDeniedError(TilerunnerError):
-    """A valid key without the scope a route needs (HTTP 403)."""
-
-    code = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)

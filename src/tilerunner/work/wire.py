@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _MODEL_NAME = r"^[A-Za-z0-9_-]{1,60}$"
+_PRINTABLE = r"^[\x20-\x7e]*$"  # host names, versions, ids: printable ASCII
 
 
 class _Body(BaseModel):
@@ -121,7 +122,7 @@ class TileFailureBody(_Body):
     """One tile that could not be read or that the model rejected."""
 
     window: WindowBody
-    code: str = Field(max_length=64)
+    code: str = Field(pattern=_PRINTABLE, max_length=64)
     message: str = Field(max_length=MESSAGE_LIMIT)
 
     @classmethod
@@ -140,8 +141,8 @@ class TileFailureBody(_Body):
 
 class CompleteBody(_Body):
     features: FeaturesBody = Field(default_factory=FeaturesBody)
-    n_tiles: int = Field(ge=0)
-    worker: str = Field(default="", max_length=255)
+    n_tiles: int = Field(ge=0, le=2**31)
+    worker: str = Field(default="", pattern=_PRINTABLE, max_length=255)
     tile_failures: list[TileFailureBody] = Field(
         default_factory=list,
         max_length=10_000,
@@ -163,27 +164,34 @@ class CompleteReply(_Body):
 
 
 class ErrorBody(_Body):
-    code: str = Field(max_length=64)
+    code: str = Field(pattern=_PRINTABLE, max_length=64)
     message: str = Field(max_length=4000)
 
 
 class FailBody(_Body):
     error: ErrorBody
     retryable: bool = False
-    worker: str = Field(default="", max_length=255)
+    worker: str = Field(default="", pattern=_PRINTABLE, max_length=255)
 
 
 class HeartbeatBody(_Body):
-    id: str = Field(min_length=1, max_length=128)
-    host: str = Field(max_length=255)
-    pid: int = Field(ge=0)
-    version: str = Field(max_length=64)
+    id: str = Field(pattern=_PRINTABLE, min_length=1, max_length=128)
+    host: str = Field(pattern=_PRINTABLE, max_length=255)
+    pid: int = Field(ge=0, le=2**31)
+    version: str = Field(pattern=_PRINTABLE, max_length=64)
     models: list[str] = Field(max_length=32)
-    leases_held: int = Field(ge=0)
-    tiles_done: int = Field(ge=0)
-    regions_done: int = Field(ge=0)
-    tiles_per_second: float = Field(ge=0.0)
-    gpu: str | None = Field(default=None, max_length=255)
+    leases_held: int = Field(ge=0, le=1_000_000)
+    tiles_done: int = Field(ge=0, le=2**62)
+    regions_done: int = Field(ge=0, le=2**62)
+    tiles_per_second: float = Field(ge=0.0, le=1e9)
+    gpu: str | None = Field(default=None, pattern=_PRINTABLE, max_length=255)
+
+    @model_validator(mode="after")
+    def _names(self) -> HeartbeatBody:
+        bad = [m for m in self.models if not re.match(_MODEL_NAME, m)]
+        if bad:
+            raise ValueError(f"model names are letters, digits, '-' and '_': {bad}")
+        return self
 
     @classmethod
     def from_report(cls, report: WorkerReport) -> HeartbeatBody:

@@ -89,9 +89,12 @@ async def lease(body: LeaseBody, service: Service) -> LeaseReply:
     return LeaseReply(
         items=[
             LeasedItem(
-                lease=a.token, model=a.model, attempt=a.attempt, expires_at=a.expires_at,
+                lease=a.token,
+                model=a.model,
+                attempt=a.attempt,
+                expires_at=a.expires_at,
                 item=a.item,
-            )  # fmt: skip
+            )
             for a in got
         ]
     )
@@ -122,10 +125,8 @@ def complete(lease: str, body: CompleteBody, service: Service) -> CompleteReply:
 def fail(lease: str, body: FailBody, service: Service) -> dict[str, bool]:
     """Report a failed attempt; ``dead`` is true when it was the last one allowed."""
     try:
-        dead = service.fail(
-            lease, body.error.code, body.error.message, retryable=body.retryable,
-            worker=body.worker,
-        )  # fmt: skip
+        dead = service.fail(lease, body.error.code, body.error.message,
+                            retryable=body.retryable, worker=body.worker)  # fmt: skip
     except LeaseLostError as error:
         raise _lost(error) from None
     return {"dead": dead}
