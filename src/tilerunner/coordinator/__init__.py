@@ -7,7 +7,16 @@ from tilerunner.coordinator.aggregator import (
     job_features,
     process_outbox,
 )
-from tilerunner.coordinator.planner import QueueFor, plan_images, publish_pending, submit_job
+from tilerunner.coordinator.planner import (
+    QueueFor,
+    accept_job,
+    plan_images,
+    plan_job,
+    process_plans,
+    publish_pending,
+    submit_job,
+)
+from tilerunner.coordinator.results import JobResults, job_results
 from tilerunner.coordinator.service import Coordinator
 from tilerunner.coordinator.sweeper import reconcile_dead_letters, repair
 from tilerunner.coordinator.views import job_view
@@ -15,13 +24,18 @@ from tilerunner.coordinator.views import job_view
 __all__ = [
     "AggregateResult",
     "Coordinator",
+    "JobResults",
     "QueueFor",
+    "accept_job",
     "aggregate_job",
     "image_features",
     "job_features",
+    "job_results",
     "job_view",
     "plan_images",
+    "plan_job",
     "process_outbox",
+    "process_plans",
     "publish_pending",
     "reconcile_dead_letters",
     "repair",

@@ -3,7 +3,9 @@
 Runs exactly once per job: it is triggered by the outbox row that the last region's completion
 inserted, claimed with an expiring lease (a crashed aggregator's claim is taken over), and the
 final job state is a guarded transition. Cross-region duplicates are removed here by the merge
-over the whole image, so outputs never depend on region size or delivery order.
+over the whole image, so outputs never depend on region size or delivery order. Boxes are
+georeferenced from what planning recorded (no source is reopened), and the merged features are
+stored (replacing those of an earlier run), so reading a finished job's results merges nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from tilerunner.georef import Georeferencer
+from tilerunner.coordinator.results import (
+    image_features,
+    job_features,
+    merged_features,
+    table_results,
+)
 from tilerunner.imagery import GdalEnv
 from tilerunner.jobs import JobSpec, JobState
-from tilerunner.merging import MergeParams, merge
 from tilerunner.outputs import FeatureTable, writer_for
-from tilerunner.store import Counts, ImageRecord, Store
+from tilerunner.store import Counts, Store
 from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
 
 __all__ = [
@@ -41,55 +47,6 @@ class AggregateResult:
     labels: dict[str, int]
 
 
-def merge_params(spec: JobSpec) -> MergeParams:
-    """Merge settings of a job; tile classifications are never suppressed."""
-    method = spec.merge.method if spec.pipeline[0].task == "detect" else "none"
-    return MergeParams(
-        method=method,
-        threshold=spec.merge.iou,
-        metric=spec.merge.metric,
-        class_agnostic=spec.merge.class_agnostic,
-        min_score=spec.merge.min_score,
-    )
-
-
-def image_features(
-    store: Store, image: ImageRecord, spec: JobSpec, env: GdalEnv | None = None
-) -> FeatureTable:
-    """The merged, georeferenced features of one image."""
-    rows = store.features(image.job_id, image.idx)
-    merged = merge(rows.boxes, rows.scores, rows.class_ids, merge_params(spec))
-    georef = Georeferencer.open(image.url, env) if len(merged.scores) else None
-    rings = georef.box_rings(merged.boxes) if georef is not None else None
-    n = len(merged.scores)
-    extra = {}
-    if rows.extra is not None:
-        extra["scores"] = [(rows.extra[i] or {}).get("scores") for i in merged.source.tolist()]
-    return FeatureTable(
-        image=[image.source_id] * n,
-        label=[rows.labels[i] for i in merged.source.tolist()],
-        class_id=merged.labels,
-        score=merged.scores,
-        pixel_bbox=merged.boxes,
-        geometry=[rings[i] for i in range(n)] if rings is not None else [None] * n,
-        extra=extra,
-    )
-
-
-def job_features(store: Store, job_id: str, env: GdalEnv | None = None) -> FeatureTable:
-    """The merged, georeferenced features of every finished image of a job."""
-    job = store.get_job(job_id)
-    if job is None:
-        raise LookupError(job_id)
-    spec = JobSpec.model_validate(job.spec)
-    tables = [
-        image_features(store, image, spec, env)
-        for image in store.images(job_id)
-        if image.state == "done"
-    ]
-    return FeatureTable.concat(tables) if tables else FeatureTable.empty()
-
-
 def aggregate_job(
     store: Store, job_id: str, env: GdalEnv | None = None, s3_endpoint_url: str | None = None
 ) -> AggregateResult:
@@ -98,8 +55,12 @@ def aggregate_job(
     if job is None:
         raise LookupError(job_id)
     store.set_job_state(job_id, JobState.AGGREGATING)
-    table = job_features(store, job_id, env)
     spec = JobSpec.model_validate(job.spec)
+    per_image = [
+        (i, t) for i, t in merged_features(store, job_id, spec, env, finished=True) if len(t)
+    ]
+    table = FeatureTable.concat(t for _, t in per_image) if per_image else FeatureTable.empty()
+    store.replace_results(job_id, [table_results(i, t) for i, t in per_image])
     uris = []
     for output in spec.outputs:
         writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)

@@ -1,8 +1,10 @@
-"""The coordinator loop that ``tilerunner serve`` runs: aggregations, callbacks, repair sweeps.
+"""The coordinator loop that ``tilerunner serve`` runs: planning, aggregations, callbacks, sweeps.
 
 Safe to run in several processes at once: an aggregation is claimed through its outbox row
 (an expiring claim, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), final job states are guarded
-transitions, and re-publishing pending regions is deduplicated by message id. A claim is a
+transitions, and re-publishing pending regions is deduplicated by message id. Planning a job
+accepted by the API (opening its images) is claimed the same way, through its ``plan`` row,
+and moves the job ``planning -> queued`` in one guarded transaction. A claim is a
 short lease that a background thread extends while the work goes on, so when a coordinator dies
 another takes its aggregation over within about ``claim_seconds``. Callbacks are delivered on a
 small thread pool (:mod:`tilerunner.coordinator.callbacks`) and never hold the loop up.
@@ -18,7 +20,7 @@ import time
 
 from tilerunner.coordinator.aggregator import process_outbox
 from tilerunner.coordinator.callbacks import CallbackDispatcher, Milestones
-from tilerunner.coordinator.planner import QueueFor
+from tilerunner.coordinator.planner import QueueFor, process_plans
 from tilerunner.coordinator.sweeper import repair
 from tilerunner.errors import QueueError, RetryableError, StoreError
 from tilerunner.imagery import GdalEnv
@@ -60,10 +62,22 @@ class Coordinator:
         self._last_sweep = 0.0
 
     def run_once(self) -> int:
-        """Aggregate what is pending, start due callbacks, sweep if due; returns aggregations
-        run (callbacks started here are delivered in the background: ``callbacks.drain``)."""
+        """Plan and aggregate what is pending, start due callbacks, sweep if due; returns
+        aggregations run (callbacks started here are delivered in the background:
+        ``callbacks.drain``)."""
         done = 0
         self.callbacks.dispatch()
+        while (
+            process_plans(
+                self.store,
+                self.queue_for,
+                self.owner,
+                self.env,
+                claim_seconds=self.claim_seconds,
+            )
+            is not None
+        ):
+            pass
         while (
             process_outbox(
                 self.store,

@@ -12,6 +12,7 @@ from tilerunner.store.records import (
     OutboxItem,
 )
 from tilerunner.store.repository import Store
+from tilerunner.store.results import ImageResults
 
 __all__ = [
     "ApiKeyRecord",
@@ -19,6 +20,7 @@ __all__ = [
     "FeatureRows",
     "ImagePlan",
     "ImageRecord",
+    "ImageResults",
     "JobError",
     "JobRecord",
     "KeyRepository",

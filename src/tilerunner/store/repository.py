@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
+from tilerunner.store.plans import PlanStore, georef_of
 from tilerunner.store.records import (
     Counts,
     FeatureRows,
@@ -29,6 +30,7 @@ from tilerunner.store.records import (
     JobError,
     JobRecord,
 )
+from tilerunner.store.results import ResultStore
 from tilerunner.store.tables import events, features, images, jobs, outbox, regions, workers
 
 __all__ = ["AGGREGATE", "Store"]
@@ -63,7 +65,7 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store(OutboxStore):
+class Store(OutboxStore, PlanStore, ResultStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     def __init__(self, engine: Engine, clock: Any = time.time) -> None:
@@ -98,48 +100,7 @@ class Store(OutboxStore):
                 )
             )
             self._event(conn, job_id, "queued", f"job queued with {len(plans)} image(s)")
-            closed_at_planning = 0
-            for plan in plans:
-                failed = plan.error is not None
-                conn.execute(
-                    insert(images).values(
-                        job_id=job_id,
-                        idx=plan.idx,
-                        source_id=plan.source_id,
-                        url=plan.url,
-                        width=plan.width,
-                        height=plan.height,
-                        region_tiles=plan.region_tiles,
-                        regions_total=len(plan.region_tile_counts),
-                        tiles_total=sum(plan.region_tile_counts),
-                        state=(ImageState.FAILED if failed else ImageState.PENDING).value,
-                        error=plan.error,
-                    )
-                )
-                if failed:
-                    self._event(conn, job_id, "image_failed", plan.error or "", image_idx=plan.idx)
-                if failed or not plan.region_tile_counts:
-                    closed_at_planning += 1
-                rows = [
-                    {
-                        "job_id": job_id,
-                        "image_idx": plan.idx,
-                        "idx": r,
-                        "state": RegionState.PENDING.value,
-                        "n_tiles": n,
-                    }
-                    for r, n in enumerate(plan.region_tile_counts)
-                ]
-                for start in range(0, len(rows), _BATCH):
-                    conn.execute(insert(regions), rows[start : start + _BATCH])
-                if not failed and not rows:
-                    conn.execute(
-                        update(images)
-                        .where(images.c.job_id == job_id, images.c.idx == plan.idx)
-                        .values(state=ImageState.DONE.value)
-                    )
-            if closed_at_planning:
-                self._images_closed(conn, job_id, closed_at_planning)
+            self._write_plans(conn, job_id, plans)
         return True
 
     def get_job(self, job_id: str) -> JobRecord | None:
@@ -312,6 +273,7 @@ class Store(OutboxStore):
             height=row["height"] or 0,
             region_tiles=row["region_tiles"] or 0,
             state=row["state"],
+            georef=georef_of(row.get("georef")),
         )
 
     # -------------------------------------------------------------- regions

@@ -30,6 +30,7 @@ __all__ = [
     "metadata",
     "outbox",
     "regions",
+    "results",
     "workers",
 ]
 
@@ -70,6 +71,7 @@ images = Table(
     Column("tiles_total", BigInteger, nullable=False, default=0),
     Column("state", String(16), nullable=False),
     Column("error", Text),
+    Column("georef", JSON),  # what planning read from the header: size, bands, CRS, transform...
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
 
@@ -108,6 +110,24 @@ features = Table(
     Column("y1", Float, nullable=False),
     Column("extra", JSON),
     Index("ix_features_job_image", "job_id", "image_idx"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("image_idx", Integer, primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("class_id", Integer, nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("x0", Float, nullable=False),
+    Column("y0", Float, nullable=False),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("geometry", JSON),
+    Column("extra", JSON),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
 
 events = Table(
