@@ -7,7 +7,6 @@ output locations.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,8 +27,6 @@ __all__ = [
     "job_from_view",
     "job_summary",
 ]
-
-_REDACTED = "***"
 
 
 class _Out(BaseModel):
@@ -93,7 +90,7 @@ class Job(_Out):
     errors: list[JobErrorItem]
     outputs: list[str]
     error: str | None
-    spec: dict[str, Any] = Field(description="The job document (callback secret redacted).")
+    spec: dict[str, Any] = Field(description="The job document, callback secret and token blanked.")
 
 
 class JobSummary(_Out):
@@ -152,18 +149,9 @@ class Health(_Out):
     status: str
 
 
-def _redact(spec: dict[str, Any]) -> dict[str, Any]:
-    callback = spec.get("callback")
-    if not isinstance(callback, dict) or callback.get("secret") is None:
-        return spec
-    out = copy.deepcopy(spec)
-    out["callback"]["secret"] = _REDACTED
-    return out
-
-
 def job_from_view(view: dict[str, Any]) -> Job:
     """The response model of :func:`tilerunner.coordinator.job_view`'s dict."""
-    return Job.model_validate({**view, "spec": _redact(view["spec"])})
+    return Job.model_validate(view)  # the view's spec is already public (secret blanked)
 
 
 def job_summary(job: JobRecord) -> JobSummary:
