@@ -106,11 +106,16 @@ def test_osml_request_runs_and_writes_where_model_runner_would(
     assert answer.status_code == 202, answer.text
     job = answer.json()
     assert (job["jobId"], job["jobName"], job["name"]) == ("osbs-run-1", "osbs", "osbs")
-    assert job["status"] == "queued" and answer.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "planning" and answer.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["project"] == "default"
     assert job["outputs"] == [] and job["spec"]["merge"]["iou"] == 0.5
+    coordinator = Coordinator(
+        store, lambda name: open_queue(url, name), s3_endpoint_url=moto_server
+    )
+    coordinator.run_once()  # plans the job: planning -> queued
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
     _work(store, url, shared_data, job["id"])
-    Coordinator(store, lambda name: open_queue(url, name), s3_endpoint_url=moto_server).run_once()
+    coordinator.run_once()
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
     written = s3.get_object(Bucket="results", Key="osml/osbs-run-1.geojson")["Body"].read()
     assert written.count(b'"Feature"') == 61
@@ -158,8 +163,10 @@ def test_antenna_request_runs_and_its_results_fill_antennas_response(
     assert "antenna-token" not in answer.text  # the token is not echoed
     stored = store.get_job(job["id"])
     assert stored is not None and stored.spec["callback"]["token"] == "antenna-token"
+    coordinator = Coordinator(store, lambda name: open_queue(url, name))
+    coordinator.run_once()  # plans the job
     _work(store, url, shared_data, job["id"])
-    Coordinator(store, lambda name: open_queue(url, name)).run_once()
+    coordinator.run_once()  # aggregates it
     view = client.get(f"/v1/jobs/{job['id']}").json()
     assert view["status"] == "succeeded"
     features = client.get(f"/v1/jobs/{job['id']}/results").json()["features"]

@@ -15,7 +15,8 @@ from tilerunner.jobs import queue_name
 from tilerunner.models import load_model
 from tilerunner.settings import Settings
 from tilerunner.store import Store, open_store
-from tilerunner.worker import RegionContexts, Worker, WorkerOptions
+from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
+from tilerunner.worker import Worker, WorkerOptions
 
 
 @pytest.fixture
@@ -55,13 +56,9 @@ def _work(store: Store, url: str, shared_data: Path, job_id: str) -> None:
         {"truth": str(shared_data / "OSBS_029.csv")},
         name="det",
     )
-    worker = Worker(
-        store,
-        {"det": open_queue(url, queue_name("det"))},
-        {"det": model},
-        RegionContexts(store),
-        WorkerOptions(lease_seconds=30),
-    )
+    queue = open_queue(url, queue_name("det"))
+    service = WorkService(store, lambda _: queue, WorkServiceOptions(lease_seconds=30))
+    worker = Worker(DirectWorkSource(service), {"det": model}, WorkerOptions(lease_seconds=30))
 
     def finished() -> bool:
         c = store.counts(job_id)
@@ -80,18 +77,31 @@ def test_submit_process_aggregate_and_read_results(
     created = client.post("/v1/jobs", json=_document(shared_data, tmp_path))
     assert created.status_code == 202, created.text
     job = created.json()
-    assert job["status"] == "queued"
-    assert job["counts"]["regions"] == {"total": 9, "done": 0, "failed": 0}
+    assert job["status"] == "planning"  # accepted; the coordinator opens the images
+    assert created.headers["Location"] == f"/v1/jobs/{job['id']}"
+    coordinator = Coordinator(store, lambda name: open_queue(url, name))
+    coordinator.run_once()
+    planned = client.get(f"/v1/jobs/{job['id']}").json()
+    assert planned["status"] == "queued"
+    assert planned["counts"]["regions"] == {"total": 9, "done": 0, "failed": 0}
+    early = client.get(f"/v1/jobs/{job['id']}/results")
+    assert early.headers["X-Tilerunner-Partial"] == "true" and early.json()["features"] == []
     _work(store, url, shared_data, job["id"])
-    Coordinator(store, lambda name: open_queue(url, name)).run_once()
+    coordinator.run_once()
     got = client.get(f"/v1/jobs/{job['id']}").json()
     assert got["status"] == "succeeded"
     assert got["counts"]["features"] == {"found": 61}
-    assert {"created_at", "queued_at", "running_at", "aggregating_at", "succeeded_at"} <= set(
-        got["timestamps"]
-    )
+    assert {
+        "created_at",
+        "planning_at",
+        "queued_at",
+        "running_at",
+        "aggregating_at",
+        "succeeded_at",
+    } <= set(got["timestamps"])
     results = client.get(f"/v1/jobs/{job['id']}/results")
     assert results.headers["content-type"].startswith("application/geo+json")
+    assert results.headers["X-Tilerunner-Partial"] == "false"
     assert len(results.json()["features"]) == 61
     assert (tmp_path / "trees.geojson").exists()
     kinds = [e["kind"] for e in client.get(f"/v1/jobs/{job['id']}/events").json()]

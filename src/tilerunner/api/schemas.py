@@ -59,6 +59,7 @@ class Timestamps(_Out):
     """Unix times (seconds) of each transition the job went through."""
 
     created_at: float
+    planning_at: float | None = None
     queued_at: float | None = None
     running_at: float | None = None
     aggregating_at: float | None = None

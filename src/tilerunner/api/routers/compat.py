@@ -19,10 +19,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tilerunner.api.deps import Caller, QueueForDep, SettingsDep, StoreDep, SubmitCaller
+from tilerunner.api.deps import Caller, SettingsDep, StoreDep, SubmitCaller
 from tilerunner.api.routers import jobs
 from tilerunner.api.schemas import Job
-from tilerunner.coordinator import QueueFor
 from tilerunner.errors import RefusedUrlError
 from tilerunner.jobs.compat import antenna, osml
 from tilerunner.settings import Settings
@@ -76,14 +75,13 @@ def _submit(
     caller: Caller,
     store: Store,
     settings: Settings,
-    queue_for: QueueFor,
     document: dict[str, Any],
     response: Response,
     peer_field: Callable[[str], str],
 ) -> Job:
     """Submit a mapped document through the native handler; URL refusals name the peer field."""
     try:
-        return jobs.submit(caller, store, settings, queue_for, document, response)
+        return jobs.submit(caller, store, settings, document, response)
     except RefusedUrlError as error:
         reason = str(error).removeprefix(f"{error.field}: ")
         raise RefusedUrlError(peer_field(error.field), reason) from None
@@ -94,7 +92,6 @@ def osml_image_request(
     caller: SubmitCaller,
     store: StoreDep,
     settings: SettingsDep,
-    queue_for: QueueForDep,
     body: Annotated[
         dict[str, Any],
         Body(description="An OSML ModelRunner ImageRequest.", examples=[_OSML_EXAMPLE]),
@@ -108,7 +105,6 @@ def osml_image_request(
         caller,
         store,
         settings,
-        queue_for,
         document,
         response,
         lambda field: osml.peer_field(field, request),
@@ -121,7 +117,6 @@ def antenna_process(
     caller: SubmitCaller,
     store: StoreDep,
     settings: SettingsDep,
-    queue_for: QueueForDep,
     body: Annotated[
         dict[str, Any],
         Body(description="An Antenna PipelineRequest.", examples=[_ANTENNA_EXAMPLE]),
@@ -131,5 +126,5 @@ def antenna_process(
     """Run an Antenna pipeline request as a job; the result goes to ``config.callback_url``."""
     request = antenna.parse_request(body)
     document = antenna.to_job_document(request)
-    job = _submit(caller, store, settings, queue_for, document, response, antenna.peer_field)
+    job = _submit(caller, store, settings, document, response, antenna.peer_field)
     return AntennaJob.model_validate({**job.model_dump(), **antenna.peer_fields(request)})

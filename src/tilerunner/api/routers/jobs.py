@@ -17,7 +17,6 @@ from fastapi import APIRouter, Body, Query, Response
 from starlette.responses import Response as StarletteResponse
 
 from tilerunner.api.deps import (
-    QueueForDep,
     ReadCaller,
     SettingsDep,
     StoreDep,
@@ -40,11 +39,13 @@ from tilerunner.api.schemas import (
     job_from_view,
     job_summary,
 )
-from tilerunner.coordinator import job_features, job_view, submit_job
+from tilerunner.coordinator import accept_job, job_results, job_view
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
 from tilerunner.security.urls import check_job_document
 from tilerunner.store import Store
+
+PARTIAL_HEADER = "X-Tilerunner-Partial"
 
 __all__ = ["decode_cursor", "encode_cursor", "router"]
 
@@ -81,14 +82,14 @@ def submit(
     caller: SubmitCaller,
     store: StoreDep,
     settings: SettingsDep,
-    queue_for: QueueForDep,
     document: Annotated[dict[str, Any], Body(description="A job document (docs/job-document.md).")],
     response: Response,
 ) -> Job:
-    """Validate, plan and enqueue a job document in the key's project; returns the job."""
+    """Validate a job document and accept it in the key's project: 202 with the job in
+    ``planning``; the coordinator opens its images and queues its regions (``queued``)."""
     spec = parse_job(document)
     check_job_document(spec, settings.url_policy())  # sources, outputs, callback: allowed?
-    job_id, _ = submit_job(store, queue_for, spec, env=settings.gdal_env(), project=caller.project)
+    job_id = accept_job(store, spec, project=caller.project)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return _view(store, job_id)
 
@@ -152,7 +153,8 @@ def errors(job_id: str, caller: ReadCaller, store: StoreDep) -> list[JobErrorIte
     response_class=StarletteResponse,
     responses={
         200: {
-            "description": "The merged features (finished images so far), streamed.",
+            "description": "The merged features, streamed. While the job runs they are those "
+            f"of the finished images and regions so far, and {PARTIAL_HEADER} is true.",
             "content": {
                 "application/geo+json": {},
                 "application/vnd.apache.parquet": {},
@@ -178,5 +180,7 @@ def results(
         labels=label_set(label),
         bbox=None if bbox is None else parse_bbox(bbox),
     )
-    table = filter_table(job_features(store, job_id, settings.gdal_env()), where)
-    return result_response(table, format, job_id)
+    found = job_results(store, job_id, settings.gdal_env())
+    response = result_response(filter_table(found.table, where), format, job_id)
+    response.headers[PARTIAL_HEADER] = "true" if found.partial else "false"
+    return response
