@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from tr_cli import tilerunner
 from tr_scenes import make_scene
@@ -397,3 +398,26 @@ def test_the_secret_and_token_are_never_shown_back(store: Store, tif: Path) -> N
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["spec"]["callback"]["secret"] == ""
     assert SECRET not in shown.stdout and "tok-123456" not in shown.stdout
+
+
+def test_an_antenna_callback_carries_the_detections_and_the_token(
+    store: Store, tif: Path, receiver: Receiver
+) -> None:
+    callback = {"url": receiver.url, "secret": SECRET, "style": "antenna", "token": "tok-123"}
+    job_id = submit(store, tif, callback)
+    coord = coordinator(store)
+    pending = store.pending_regions(job_id)
+    boxes = FeatureRows(
+        boxes=np.array([[10.0, 10.0, 30.0, 30.0]]), scores=np.array([0.9]),
+        class_ids=np.array([0]), labels=["moth"],
+    )  # fmt: skip
+    assert store.complete_region(job_id, *pending[0], boxes, "w")
+    complete(store, job_id)
+    step(coord)
+    [hit] = receiver.hits
+    assert hit.headers["Authorization"] == "Token tok-123"
+    assert "X-Tilerunner-Signature" not in hit.headers  # Antenna authenticates by its token
+    result = json.loads(hit.body)
+    [detection] = result["detections"]
+    assert detection["classifications"][0]["classification"] == "moth"
+    assert detection["bbox"] == {"x1": 10.0, "y1": 10.0, "x2": 30.0, "y2": 30.0}

@@ -39,15 +39,19 @@ import httpx
 from pydantic import ValidationError
 
 from tilerunner import __version__
+from tilerunner.coordinator.results import job_results
 from tilerunner.coordinator.views import job_view
 from tilerunner.errors import RefusedUrlError, StoreError
 from tilerunner.jobs import CallbackSpec, JobSpec
+from tilerunner.jobs.compat import antenna
+from tilerunner.outputs import geojson_features
 from tilerunner.security.urls import UrlPolicy, check_callback_url
 from tilerunner.store import Store
 from tilerunner.store.outbox import CALLBACK, CallbackDelivery, progress_kind
 
 __all__ = [
     "BODY_SHAPES",
+    "WITH_FEATURES",
     "Backoff",
     "BodyShape",
     "CallbackDispatcher",
@@ -107,7 +111,12 @@ def tilerunner_body(job: dict[str, Any], callback: CallbackSpec) -> tuple[bytes,
 
 
 #: ``callback.style`` -> how its body and headers are built.
-BODY_SHAPES: dict[str, BodyShape] = {"tilerunner": tilerunner_body}
+BODY_SHAPES: dict[str, BodyShape] = {
+    "tilerunner": tilerunner_body,
+    "antenna": antenna.callback_body,  # Antenna's results response, token in Authorization
+}
+#: Styles whose body carries the job's features: the view gets them under ``"features"``.
+WITH_FEATURES = frozenset({"antenna"})
 
 
 def event_name(kind: str) -> str:
@@ -225,6 +234,9 @@ class CallbackDispatcher:
             reason = f"{event} to {host} not delivered: {missing} is not available"
             self.store.callback_failed(item, self.owner, None, reason)
             return False
+        if callback.style in WITH_FEATURES:
+            table = job_results(self.store, item.job_id).table
+            view = {**view, "features": list(geojson_features(table))}
         body, shaped = shape(view, callback)
         headers = {"User-Agent": f"tilerunner/{__version__}", EVENT: event}
         if event == "job.progress":
