@@ -12,7 +12,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import job_features, job_view, process_outbox, submit_job
+from tilerunner.coordinator import cancel_job, job_features, job_view, process_outbox, submit_job
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
 from tilerunner.outputs import check_writable, writer_for
@@ -106,12 +106,14 @@ def results(
 @click.pass_obj
 @handle_errors
 def cancel(settings: Settings, job_id: str, store_url: str | None) -> None:
-    """Cancel JOB_ID: workers skip its remaining regions."""
+    """Cancel JOB_ID, keeping what finished: workers let go of its regions within one lease
+    period (``cancelling``), then serve's coordinator marks it ``cancelled``."""
     store = open_store(resolve_urls(settings, store_url, None)[0])
     _require_job(store, job_id)
-    if not store.set_job_state(job_id, JobState.CANCELLED):
+    state = cancel_job(store, job_id)
+    if state is None:
         view = job_view(store, job_id)
         raise InvalidRequestError(
             f"job {job_id} is already {view and view['status']}; nothing to cancel"
         )
-    click.echo(json.dumps({"id": job_id, "status": "cancelled"}))
+    click.echo(json.dumps({"id": job_id, "status": state.value}))

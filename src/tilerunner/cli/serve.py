@@ -69,6 +69,7 @@ def serve(settings: Settings, store_url: str | None, broker_url: str | None, hos
     coordinator = Coordinator(
         store, queue_for, env=settings.gdal_env(), s3_endpoint_url=settings.s3_endpoint_url,
         sweep_seconds=sweep_seconds, claim_seconds=settings.claim_seconds, callbacks=callbacks,
+        lease_seconds=settings.lease_seconds,
     )  # fmt: skip
     stop = threading.Event()
     if no_api:

@@ -20,6 +20,7 @@ import time
 
 from tilerunner.coordinator.aggregator import process_outbox
 from tilerunner.coordinator.callbacks import CallbackDispatcher, Milestones
+from tilerunner.coordinator.cancel import finish_cancelling
 from tilerunner.coordinator.planner import QueueFor, process_plans
 from tilerunner.coordinator.sweeper import repair
 from tilerunner.errors import QueueError, RetryableError, StoreError
@@ -48,6 +49,7 @@ class Coordinator:
         claim_seconds: float = CLAIM_SECONDS,
         callbacks: CallbackDispatcher | None = None,
         progress_seconds: float = 5.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.queue_for = queue_for
@@ -59,6 +61,7 @@ class Coordinator:
         self.claim_seconds = claim_seconds
         self.callbacks = callbacks or CallbackDispatcher(store, self.owner)
         self.milestones = Milestones(store, every=progress_seconds)
+        self.lease_seconds = lease_seconds
         self._last_sweep = 0.0
 
     def run_once(self) -> int:
@@ -92,6 +95,7 @@ class Coordinator:
         self.milestones.check()
         self.callbacks.dispatch()
         if time.monotonic() - self._last_sweep >= self.sweep_seconds:
+            finish_cancelling(self.store, self.lease_seconds)
             for job_id in self.store.active_jobs():
                 published, failed = repair(self.store, self.queue_for, job_id)
                 if published or failed:

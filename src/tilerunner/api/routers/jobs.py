@@ -39,9 +39,9 @@ from tilerunner.api.schemas import (
     job_from_view,
     job_summary,
 )
-from tilerunner.coordinator import accept_job, job_results, job_view
+from tilerunner.coordinator import accept_job, cancel_job, job_results, job_view
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
+from tilerunner.jobs import JobState, parse_job
 from tilerunner.security.urls import check_job_document
 from tilerunner.store import Store
 
@@ -127,10 +127,11 @@ def get_job(job_id: str, caller: ReadCaller, store: StoreDep) -> Job:
 
 @router.post("/{job_id}/cancel", response_model=Job)
 def cancel(job_id: str, caller: SubmitCaller, store: StoreDep) -> Job:
-    """Cancel a job (workers skip its remaining regions); a finished job stays as it is."""
-    job = job_of(store, caller, job_id)
-    if JobState(job.status) not in JOB_TERMINAL:
-        store.set_job_state(job_id, JobState.CANCELLED)
+    """Cancel a job, keeping what finished: ``cancelling`` until its workers let go (one
+    lease period), then ``cancelled``; a job still planning is cancelled at once. A finished
+    job stays as it is."""
+    job_of(store, caller, job_id)
+    cancel_job(store, job_id)
     return _view(store, job_id)
 
 
