@@ -22,6 +22,8 @@ import pytest
 from tr_api import ApiServer, create_key, wait_for
 from tr_cli import cli_env
 
+import tilerunner
+
 TREES = 61
 
 
@@ -171,10 +173,15 @@ def test_results_as_csv_and_geoparquet(deployment: Deployment) -> None:
     assert _results(deployment, format="shapefile").status_code == 422
 
 
-def test_models_and_workers_name_the_worker_that_ran(deployment: Deployment) -> None:
+def test_models_and_workers_name_the_worker_that_ran(
+    deployment: Deployment, shared_data: Path
+) -> None:
     workers = deployment.client.get("/v1/workers").json()
     assert len(workers) == 1 and workers[0]["models"] == ["det"]
     assert workers[0]["regions_done"] == 9
+    assert workers[0]["version"] == tilerunner.__version__
+    with (shared_data / "OSBS_029.csv").open() as truth:
+        labels = sorted({row["label"] for row in csv.DictReader(truth)})
     models = deployment.client.get("/v1/models").json()
     assert models == [
         {
@@ -182,8 +189,10 @@ def test_models_and_workers_name_the_worker_that_ran(deployment: Deployment) -> 
             "workers": [workers[0]["id"]],
             "live": True,
             "last_seen": workers[0]["last_seen"],
-            "task": None,
-            "classes": None,
+            "task": "detect",
+            "classes": labels,
+            "backend": "plugin",
+            "spec": "tilerunner.testing.models:TruthDetector",
         }
     ]
 

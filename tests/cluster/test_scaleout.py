@@ -168,7 +168,10 @@ def test_a_killed_coordinators_aggregation_is_taken_over_within_the_claim(
 
 
 @pytest.mark.slow
-def test_poison_region_is_dead_lettered_then_requeued(cluster: Cluster, tmp_path: Path) -> None:
+def test_poison_tiles_are_retried_recorded_then_requeued(cluster: Cluster, tmp_path: Path) -> None:
+    """One tile per region: a poisoned tile is its item's every tile, so the item is retried
+    as a whole (the worker may be at fault), then its tile failure is recorded, the job ends
+    partial, and ``queue requeue`` redoes just those tiles once the model is fixed."""
     from tr_cli import tilerunner
 
     tif, truth, boxes = _scene(tmp_path)
@@ -181,22 +184,27 @@ def test_poison_region_is_dead_lettered_then_requeued(cluster: Cluster, tmp_path
     job_id = cluster.submit(_document(tif, tmp_path / "out.geojson"))
     assert cluster.wait(job_id) == "partial"
     errors = cluster.store.errors(job_id)
-    assert {e.code for e in errors} == {"region_failed"}
+    assert {e.code for e in errors} == {"tile_failed"}
     assert all(e.image == str(tif) and e.region is not None for e in errors)
+    assert all(e.window is not None and e.window.width == 64 for e in errors)
     assert all("poisoned tile" in e.message for e in errors)
-    assert 1 <= len(errors) <= 4  # the regions whose tile covers the poisoned pixel
+    assert 1 <= len(errors) <= 4  # the tiles that cover the poisoned pixel
+    retried = {
+        e["region_idx"] for e in cluster.store.events(job_id) if e["kind"] == "attempt_failed"
+    }
+    assert retried == {e.region for e in errors}
+    assert cluster.store.counts(job_id).regions_failed == 0
     depth = tilerunner("queue", "depth", "--store", cluster.store_url, "--broker",
                        cluster.broker_url, cwd=tmp_path)  # fmt: skip
     assert depth.returncode == 0, depth.stderr
-    dead = tilerunner("queue", "dead-letters", "--store", cluster.store_url, "--broker",
-                      cluster.broker_url, cwd=tmp_path)  # fmt: skip
-    assert "poisoned tile" in dead.stdout
-    flag.unlink()  # the model is fixed; retry the failed regions
+    flag.unlink()  # the model is fixed; retry the failed tiles
     again = tilerunner("queue", "requeue", job_id, "--store", cluster.store_url, "--broker",
                        cluster.broker_url, cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
+    assert f"requeued {len(errors)} failed tile(s)" in again.stdout
     assert cluster.wait(job_id) == "succeeded"
     assert _boxes(tmp_path / "out.geojson") == _expected(boxes)
+    assert cluster.store.counts(job_id).features == len(boxes)
 
 
 @pytest.mark.slow

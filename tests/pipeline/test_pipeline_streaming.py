@@ -2,7 +2,9 @@
 
 Every submitted region must come back exactly once with its tile count; tiles of different
 regions share model batches; a poison tile, a failed read or malformed model output fails only
-its own region; ``close()`` drains; and read-ahead stays bounded however slow the model is.
+that tile (its region keeps every other tile's features); a transient read failure is tried
+again and costs nothing; ``close()`` drains; and read-ahead stays bounded however slow the
+model is.
 Readers and models are instrumented (subclass / wrapper) rather than mocked, so the real
 threads and queues run.
 """
@@ -21,8 +23,9 @@ import rasterio
 from numpy.typing import NDArray
 from tr_scenes import make_scene
 
-from tilerunner.errors import ModelError, SourceError, TilerunnerError
+from tilerunner.errors import RetryableError, SourceError
 from tilerunner.imagery import RasterReader
+from tilerunner.merging import owned_mask
 from tilerunner.models import LoadedModel, wrap_model
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
 from tilerunner.store import FeatureRows
@@ -33,7 +36,7 @@ from tilerunner.testing import (
     SleepModel,
     TruthDetector,
 )
-from tilerunner.tiling import RegionGrid, TileGrid, Window
+from tilerunner.tiling import RegionGrid, TileGrid, TileRef, Window
 
 TILE, OVERLAP = 64, 16  # stride 48: a 400 x 300 scene is 8 x 6 = 48 tiles
 WIDTH, HEIGHT = 400, 300
@@ -130,6 +133,7 @@ class InstrumentedReader(RasterReader):
         *,
         hold_first: bool = False,
         fail: dict[Window, Exception] | None = None,
+        fail_times: int | None = None,
         meter: Meter | None = None,
     ) -> None:
         super().__init__(str(url))
@@ -139,6 +143,8 @@ class InstrumentedReader(RasterReader):
         self._first_done = False
         self._hold_lock = threading.Lock()
         self._fail = fail or {}
+        self._fail_times = fail_times  # None: every read of a failing window fails
+        self.failed_reads: dict[Window, int] = {}
         self._meter = meter
 
     def release(self) -> None:
@@ -150,7 +156,13 @@ class InstrumentedReader(RasterReader):
         if first and not self._release.wait(timeout=60):
             raise SourceError("the held read was never released")
         if window in self._fail:
-            raise self._fail[window]
+            with self._hold_lock:
+                n = self.failed_reads.get(window, 0)
+                failing = self._fail_times is None or n < self._fail_times
+                if failing:
+                    self.failed_reads[window] = n + 1
+            if failing:
+                raise self._fail[window]
         pixels = super().read(window)
         if self._meter is not None:
             self._meter.tile_read()
@@ -185,10 +197,21 @@ def run(
     batch_size: int = 4,
     readers: int = 2,
     reader: InstrumentedReader | None = None,
+    read_retries: int = 3,
+    stats: list[TilePipeline] | None = None,
 ) -> dict[Hashable, RegionResult]:
     """Submit every region, release a held reader, close, and return results by key."""
     results = Results()
-    pipeline = TilePipeline(loaded, results, batch_size=batch_size, readers=readers)
+    pipeline = TilePipeline(
+        loaded,
+        results,
+        batch_size=batch_size,
+        readers=readers,
+        read_retries=read_retries,
+        read_backoff=0.005,
+    )
+    if stats is not None:
+        stats.append(pipeline)
     for item in items:
         pipeline.submit(item)
     if reader is not None:
@@ -203,6 +226,27 @@ def sorted_boxes(boxes: NDArray[np.float64]) -> list[tuple[float, ...]]:
 
 def tile_key(items: list[RegionWork]) -> dict[Window, Hashable]:
     return {tile.window: item.key for item in items for tile in item.tiles}
+
+
+def owned_by(truth: list[tuple[float, ...]], tiles: Sequence[TileRef]) -> list[tuple[float, ...]]:
+    """The truth boxes that these tiles own (centre in one of their cores)."""
+    boxes = np.asarray(truth)
+    mask = np.zeros(len(truth), dtype=bool)
+    for tile in tiles:
+        mask |= owned_mask(boxes, tile.core, WIDTH, HEIGHT)
+    return [b for b, keep in zip(truth, mask.tolist(), strict=True) if keep]
+
+
+class MarkedTruth(TruthDetector):
+    """Replays the truth, but any batch holding the marker pixel raises (a poison tile)."""
+
+    def __init__(self, truth: Path) -> None:
+        super().__init__(truth)
+        self.guard = FailingModel(marker_value=MARKER)
+
+    def predict(self, tiles: NDArray[np.uint8], windows: Sequence[Window]) -> Any:
+        self.guard.predict(tiles)
+        return super().predict(tiles, windows)
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -220,7 +264,7 @@ def test_every_region_comes_back_once_with_its_tiles_and_the_truth(
 
     assert set(results) == {item.key for item in items} | {"no-tiles"}
     for item in items:
-        assert results[item.key].error is None
+        assert results[item.key].tile_failures == ()
         assert results[item.key].n_tiles == len(item.tiles)
     assert sum(r.n_tiles for r in results.values()) == grid.n_tiles
     assert results["no-tiles"].n_tiles == 0 and len(results["no-tiles"].rows) == 0
@@ -235,7 +279,7 @@ def test_tiles_of_several_regions_share_batches(scene: Scene, grid: TileGrid) ->
     results = run(model(recorder), items, batch_size=4, reader=reader)
     reader.close()
 
-    assert all(r.error is None for r in results.values())
+    assert all(r.tile_failures == () for r in results.values())
     owner = tile_key(items)
     regions_per_batch = [{owner[w] for w in batch} for batch in recorder.batches]
     assert [len(b) for b in recorder.batches] == [4] * (grid.n_tiles // 4)  # every batch full
@@ -258,61 +302,108 @@ def marked_tif(scene: Scene, tmp_path: Path) -> Path:
     return tif
 
 
-def test_a_poison_tile_fails_only_its_region_not_its_batch_mates(
-    marked_tif: Path, grid: TileGrid
+def test_a_poison_tile_fails_alone_and_its_region_keeps_the_other_tiles(
+    scene: Scene, marked_tif: Path, grid: TileGrid
 ) -> None:
     reader = InstrumentedReader(marked_tif, hold_first=True)
-    items = works(reader, grid, region_tiles=1)  # one region per tile
-    recorder = Recording(FailingModel(marker_value=MARKER))
+    items = works(reader, grid, region_tiles=2)  # 12 regions of 2 x 2 tiles
+    recorder = Recording(MarkedTruth(scene[1]))
     results = run(model(recorder, name="poisoned"), items, batch_size=4, reader=reader)
     reader.close()
 
     marked_window = grid.tile(*MARKED_TILE)
     marked = tile_key(items)[marked_window]
-    failed = {key for key, r in results.items() if r.error is not None}
-    assert failed == {marked}
-    error = results[marked].error
-    assert isinstance(error, ModelError)
-    assert "'poisoned'" in str(error) and "marker pixel" in str(error)
-    assert len(results[marked].rows) == 0
-    # the first batch that held the marked tile was full, and its other regions succeeded
+    assert {key for key, r in results.items() if r.tile_failures} == {marked}
+    [failure] = results[marked].tile_failures
+    assert failure.window == marked_window
+    assert failure.code == "model_error"
+    assert "'poisoned'" in failure.message and "marker pixel" in failure.message
+    # the region still carries what its three other tiles own
+    region = next(item for item in items if item.key == marked)
+    others = [t for t in region.tiles if t.window != marked_window]
+    assert len(others) == 3 and owned_by(scene[2], others)
+    assert sorted_boxes(results[marked].rows.boxes) == sorted(
+        tuple(round(v, 6) for v in b) for b in owned_by(scene[2], others)
+    )
+    # every object but those of the poison tile came back, once
+    poison = [t for t in region.tiles if t.window == marked_window]
+    rows = FeatureRows.concat([r.rows for r in results.values()])
+    lost = owned_by(scene[2], poison)
+    kept = [b for b in scene[2] if b not in lost]
+    assert sorted_boxes(rows.boxes) == sorted(tuple(round(v, 6) for v in b) for b in kept)
+    # the batch that held the marked tile was full; it was retried one tile at a time
     batch = next(b for b in recorder.batches if marked_window in b)
-    mates = {tile_key(items)[w] for w in batch} - {marked}
-    assert len(mates) == 3
-    assert all(results[key].error is None for key in mates)
-    assert len(results) == grid.n_tiles
+    assert len(batch) == 4
+    singles = [b[0] for b in recorder.batches if len(b) == 1]
+    assert set(batch) <= set(singles) and singles.count(marked_window) == 1
 
 
 @pytest.mark.parametrize(
-    "failure",
-    [SourceError("cannot read the tile"), OSError("disk went away")],
+    ("failure", "code"),
+    [(SourceError("cannot read the tile"), "source_error"), (OSError("disk went away"), "error")],
     ids=["source-error", "reader-bug"],
 )
-def test_a_read_error_fails_only_its_region(
-    scene: Scene, grid: TileGrid, failure: Exception
+def test_a_read_error_fails_only_its_tile(
+    scene: Scene, grid: TileGrid, failure: Exception, code: str
 ) -> None:
-    tif, truth_csv, _ = scene
+    tif, truth_csv, truth = scene
     good = RasterReader(str(tif))
     items = works(good, grid, region_tiles=2)  # 12 regions of 4 tiles
     victim = items[5]
-    bad = InstrumentedReader(tif, fail={victim.tiles[2].window: failure})
+    bad_window = victim.tiles[2].window
+    bad = InstrumentedReader(tif, fail={bad_window: failure})
     items[5] = RegionWork(victim.key, bad, victim.tiles, WIDTH, HEIGHT)
     results = run(model(TruthDetector(truth_csv)), items)
     good.close()
     bad.close()
 
-    assert {key for key, r in results.items() if r.error is not None} == {victim.key}
-    error = results[victim.key].error
-    assert isinstance(error, TilerunnerError)
-    assert str(failure) in str(error)
-    if isinstance(failure, SourceError):
-        assert error is failure
-    assert results[victim.key].n_tiles == 4 and len(results[victim.key].rows) == 0
-    assert sum(len(r.rows) for r in results.values()) > 0
+    assert {key for key, r in results.items() if r.tile_failures} == {victim.key}
+    [tile_failure] = results[victim.key].tile_failures
+    assert (tile_failure.window, tile_failure.code) == (bad_window, code)
+    assert str(failure) in tile_failure.message
+    assert bad.failed_reads == {bad_window: 1}  # not a transient error: read once
+    assert results[victim.key].n_tiles == 4 and not results[victim.key].all_failed
+    others = [t for t in victim.tiles if t.window != bad_window]
+    assert sorted_boxes(results[victim.key].rows.boxes) == sorted(
+        tuple(round(v, 6) for v in b) for b in owned_by(truth, others)
+    )
+
+
+def test_a_transient_read_error_is_tried_again_and_costs_nothing(
+    scene: Scene, grid: TileGrid
+) -> None:
+    tif, truth_csv, truth = scene
+    window = grid.tile(2, 3)
+    reader = InstrumentedReader(
+        tif, fail={window: RetryableError("object storage answered 503")}, fail_times=2
+    )
+    pipelines: list[TilePipeline] = []
+    results = run(model(TruthDetector(truth_csv)), works(reader, grid, 2), stats=pipelines)
+    reader.close()
+
+    assert reader.failed_reads == {window: 2}
+    assert all(r.tile_failures == () for r in results.values())
+    assert pipelines[0].stats.read_retries == 2 and pipelines[0].stats.tiles_failed == 0
+    rows = FeatureRows.concat([r.rows for r in results.values()])
+    assert sorted_boxes(rows.boxes) == sorted_boxes(np.asarray(truth))
+
+
+def test_a_read_that_keeps_failing_transiently_fails_its_tile_after_the_retries(
+    scene: Scene, grid: TileGrid
+) -> None:
+    window = grid.tile(0, 0)
+    reader = InstrumentedReader(scene[0], fail={window: RetryableError("timed out")})
+    results = run(model(TruthDetector(scene[1])), works(reader, grid, 2), read_retries=2)
+    reader.close()
+
+    assert reader.failed_reads == {window: 3}  # the read and two tries again
+    [failure] = [f for r in results.values() for f in r.tile_failures]
+    assert (failure.window, failure.code) == (window, "retryable")
+    assert "timed out" in failure.message
 
 
 @pytest.mark.parametrize("kind", ["count", "not-a-list", "nan-boxes", "label-out-of-range"])
-def test_malformed_output_fails_the_region_with_a_model_error(
+def test_malformed_output_fails_every_tile_with_a_model_error(
     scene: Scene, grid: TileGrid, kind: str
 ) -> None:
     reader = RasterReader(str(scene[0]))
@@ -321,10 +412,12 @@ def test_malformed_output_fails_the_region_with_a_model_error(
     reader.close()
 
     assert set(results) == {item.key for item in items}
-    for result in results.values():
-        assert isinstance(result.error, ModelError)
-        assert "'broken'" in str(result.error)
-        assert len(result.rows) == 0
+    for item in items:
+        result = results[item.key]
+        assert result.all_failed and len(result.rows) == 0
+        assert {f.window for f in result.tile_failures} == {t.window for t in item.tiles}
+        assert {f.code for f in result.tile_failures} == {"model_error"}
+        assert all("'broken'" in f.message for f in result.tile_failures)
 
 
 def test_close_drains_every_submitted_region(scene: Scene, grid: TileGrid) -> None:
@@ -340,7 +433,7 @@ def test_close_drains_every_submitted_region(scene: Scene, grid: TileGrid) -> No
     reader.close()
 
     assert set(results.by_key()) == {item.key for item in items}
-    assert all(r.error is None for r in results.items)
+    assert all(r.tile_failures == () for r in results.items)
     assert pipeline.stats.tiles_read == grid.n_tiles
     assert pipeline.stats.tiles_inferred == grid.n_tiles
     assert pipeline.stats.batches >= -(-grid.n_tiles // 3)
@@ -364,7 +457,7 @@ def test_read_ahead_is_bounded_with_a_slow_model(
     assert meter.read == meter.taken == grid.n_tiles
     assert meter.max_ahead <= bound
     assert meter.max_ahead > batch_size  # readers did run ahead of the model
-    assert all(r.error is None for r in results.values())
+    assert all(r.tile_failures == () for r in results.values())
 
 
 def test_classifier_gives_one_feature_per_tile_with_its_footprint_and_scores(
@@ -401,4 +494,4 @@ def test_classifier_footprint_is_clipped_to_an_image_smaller_than_a_tile(tmp_pat
     rows = results[0].rows
     assert rows.boxes.tolist() == [[0.0, 0.0, 50.0, 40.0]]
     assert rows.labels == ["class0"]
-    assert len(below[0].rows) == 0 and below[0].error is None
+    assert len(below[0].rows) == 0 and below[0].tile_failures == ()

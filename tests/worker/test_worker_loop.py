@@ -2,8 +2,10 @@
 
 A planned job finishes with exactly the truth; heartbeats keep a slow region's lease so it is
 never redelivered; a duplicate delivery (a lease lost while processing, or a message published
-again after the region finished) writes and counts nothing; a poison region is retried, then
-failed and dead-lettered with its reason, and the job ends ``partial`` with the rest intact.
+again after the region finished) writes and counts nothing; a poison tile fails alone (its
+region is done with every other tile's features, the job ends ``partial`` with a tile error
+naming the window) and, once repaired, retrying just that tile recovers every object once; an
+item whose every tile fails is retried as a whole, then its failures are recorded.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from tr_scenes import make_scene
 
 from tilerunner.broker import Lease, Message, Queue, open_queue
 from tilerunner.broker.memory import MemoryQueue
-from tilerunner.coordinator import aggregate_job, submit_job
-from tilerunner.jobs import JobSpec, JobState, RegionMessage, parse_job, queue_name
+from tilerunner.coordinator import aggregate_job, retry_failed_tiles, submit_job
+from tilerunner.jobs import JobSpec, JobState, RegionMessage, RegionState, parse_job, queue_name
 from tilerunner.merging import owned_mask
 from tilerunner.models import wrap_model
 from tilerunner.store import Store, open_store
 from tilerunner.testing import FailingModel, TruthDetector
-from tilerunner.tiling import RegionGrid, TileGrid, Window
+from tilerunner.tiling import TileGrid, Window
 from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
 from tilerunner.worker import Worker, WorkerOptions
 
@@ -305,48 +307,101 @@ def _paint_marker(tif: Path, x: int, y: int) -> None:
         dst.write(patch, window=rasterio.windows.Window(x, y, 1, 1))
 
 
-def _owned_by_region(truth: Boxes, grid: TileGrid, region_idx: int) -> NDArray[np.bool_]:
-    regions = RegionGrid.from_pixels(grid, REGION)
+def _owned_by_tiles(truth: Boxes, grid: TileGrid, tiles: Sequence[tuple[int, int]]) -> list[bool]:
     owned = np.zeros(len(truth), dtype=bool)
-    for tile in regions.tiles(regions.region(region_idx)):
-        owned |= owned_mask(np.asarray(truth), tile.core, grid.width, grid.height)
-    return owned
+    for col, row in tiles:
+        owned |= owned_mask(np.asarray(truth), grid.core(col, row), grid.width, grid.height)
+    return [bool(v) for v in owned]
 
 
-def test_a_poison_region_is_retried_then_failed_and_the_job_is_partial(
+def _kept(truth: Boxes, lost: list[bool]) -> list[tuple[float, ...]]:
+    return [b for b, gone in zip(truth, lost, strict=True) if not gone]
+
+
+def test_a_poison_tile_fails_alone_and_retrying_it_recovers_everything(
     store: Store, tmp_path: Path
 ) -> None:
     tif, truth_csv, truth = make_scene(tmp_path, width=400, height=300, n_boxes=30)
     _paint_marker(tif, 60, 60)  # [48, 80) on both axes: only tile (0, 0), so only region 0
-    queue = open_queue("memory://", QUEUE, max_attempts=3)
+    queue = RecordingQueue(QUEUE)
     job_id, _ = submit_job(store, lambda _: queue, spec(tif), job_id="poison")
 
     w = worker(store, queue, MarkedTruth(truth_csv), "w1", max_attempts=3, retry_delay=0.01)
     w.run(until=finished(store, job_id))
 
+    # not retried: the region is done at once, with what its three other tiles own
+    assert [a for m, a in queue.attempts if m == "poison:0:0"] == [1]
+    assert [e["kind"] for e in store.events(job_id) if e["region_idx"] == 0] == ["tiles_failed"]
+    assert store.region_state(job_id, 0, 0) == RegionState.DONE
+    assert queue.depth().total == 0 and queue.dead_letters() == []
+    result = aggregate_job(store, job_id)
+    assert result.status is JobState.PARTIAL
+    counts = result.counts
+    assert (counts.regions_done, counts.regions_failed, counts.tiles_failed) == (6, 0, 1)
+    grid = TileGrid(400, 300, TILE, OVERLAP)
+    [error] = store.errors(job_id)
+    assert (error.code, error.image, error.region) == ("tile_failed", str(tif), 0)
+    assert error.window == grid.tile(0, 0) == Window(0, 0, TILE, TILE)
+    assert error.message.startswith("model_error:")
+    assert "'det'" in error.message and "marker pixel" in error.message
+    job = store.get_job(job_id)
+    assert job is not None and job.error == error.message
+
+    lost = _owned_by_tiles(truth, grid, [(0, 0)])
+    assert 0 < sum(lost) < len(truth)
+    assert rounded(store.features(job_id, 0).boxes) == rounded(_kept(truth, lost))
+    assert result.features == counts.features == len(truth) - sum(lost)
+
+    # repaired, only the failed tile is redone; everything comes back exactly once
+    with rasterio.open(tif, "r+") as dst:
+        dst.write(np.zeros((3, 1, 1), dtype=np.uint8), window=rasterio.windows.Window(60, 60, 1, 1))
+    assert retry_failed_tiles(store, lambda _: queue, job_id) == 1
+    job = store.get_job(job_id)
+    assert job is not None and job.status == JobState.RUNNING.value
+    assert store.region_state(job_id, 0, 0) == RegionState.PENDING
+    again = SlowTruth(truth_csv)
+    worker(store, queue, again, "w2").run(until=finished(store, job_id))
+    assert again.seen == [grid.tile(0, 0)]
+    assert store.errors(job_id) == []
+    assert rounded(store.features(job_id, 0).boxes) == rounded(truth)
+    assert worker_row(store, "w2")["tiles_done"] == 1
+    assert store.pending_outbox(job_id)
+    final = aggregate_job(store, job_id)
+    assert final.status is JobState.SUCCEEDED
+    assert final.counts.features == final.features == len(truth)
+    assert (final.counts.tiles_failed, final.counts.tiles_done) == (0, final.counts.tiles_total)
+    assert retry_failed_tiles(store, lambda _: queue, job_id) == 0
+
+
+def test_an_item_whose_every_tile_fails_is_retried_then_recorded(
+    store: Store, tmp_path: Path
+) -> None:
+    tif, truth_csv, truth = make_scene(tmp_path, width=400, height=300, n_boxes=30)
+    _paint_marker(tif, 100, 100)  # in [80, 128) on both axes: all four tiles of region 0
+    queue = RecordingQueue(QUEUE)
+    job_id, _ = submit_job(store, lambda _: queue, spec(tif), job_id="allbad")
+
+    w = worker(store, queue, MarkedTruth(truth_csv), "w1", max_attempts=3, retry_delay=0.01)
+    w.run(until=finished(store, job_id))
+
+    assert [a for m, a in queue.attempts if m == "allbad:0:0"] == [1, 2, 3]
     region_events = [e for e in store.events(job_id) if e["region_idx"] == 0]
     kinds = [e["kind"] for e in region_events]
-    assert kinds == ["attempt_failed", "attempt_failed", "region_failed"]
-    reason = region_events[-1]["message"]
-    assert reason.startswith("model_error:") and "'det'" in reason and "marker pixel" in reason
-    [dead] = queue.dead_letters()
-    assert (dead.message_id, dead.attempts, dead.reason) == ("poison:0:0", 3, reason)
-    assert store.region_state(job_id, 0, 0) == "failed"
+    assert kinds == ["attempt_failed", "attempt_failed", "tiles_failed"]
+    assert region_events[0]["message"].startswith("model_error: every tile failed (4)")
+    assert store.region_state(job_id, 0, 0) == RegionState.DONE
+    assert queue.depth().total == 0 and queue.dead_letters() == []
 
     result = aggregate_job(store, job_id)
     assert result.status is JobState.PARTIAL
-    assert (result.counts.regions_done, result.counts.regions_failed) == (5, 1)
-    [error] = store.errors(job_id)
-    assert (error.code, error.image, error.region) == ("region_failed", str(tif), 0)
-    assert error.message == reason
-    job = store.get_job(job_id)
-    assert job is not None and job.error == reason
-
-    lost = _owned_by_region(truth, TileGrid(400, 300, TILE, OVERLAP), 0)
-    assert 0 < lost.sum() < len(truth)
-    kept = [b for b, gone in zip(truth, lost.tolist(), strict=True) if not gone]
-    assert rounded(store.features(job_id, 0).boxes) == rounded(kept)
-    assert result.features == len(kept)
+    assert (result.counts.regions_failed, result.counts.tiles_failed) == (0, 4)
+    grid = TileGrid(400, 300, TILE, OVERLAP)
+    region_tiles = [(0, 0), (1, 0), (0, 1), (1, 1)]
+    errors = store.errors(job_id)
+    assert [(e.code, e.region) for e in errors] == [("tile_failed", 0)] * 4
+    assert [e.window for e in errors] == [grid.tile(c, r) for c, r in region_tiles]
+    lost = _owned_by_tiles(truth, grid, region_tiles)
+    assert rounded(store.features(job_id, 0).boxes) == rounded(_kept(truth, lost))
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:

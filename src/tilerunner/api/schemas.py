@@ -135,6 +135,11 @@ class WorkerInfo(_Out):
     tiles_done: int
     regions_done: int
     tiles_per_second: float
+    version: str | None = Field(default=None, description="The worker's tilerunner version.")
+    gpu: str | None = Field(default=None, description="Its GPU, when it has one.")
+    model_info: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="Per model: task, classes, backend and spec."
+    )
 
 
 class ModelInfo(_Out):
@@ -142,8 +147,12 @@ class ModelInfo(_Out):
     workers: list[str] = Field(description="Workers that registered this model.")
     live: bool = Field(description="Whether any of them was seen in the last two lease periods.")
     last_seen: float
-    task: str | None = Field(default=None, description="Not known to the server yet: null.")
-    classes: list[str] | None = Field(default=None, description="Not known yet: null.")
+    task: str | None = Field(
+        default=None, description="detect, classify or segment, as its newest worker says."
+    )
+    classes: list[str] | None = Field(default=None, description="Class names, index = class id.")
+    backend: str | None = Field(default=None, description="onnx, opencv, plugin, ...")
+    spec: str | None = Field(default=None, description="What the worker loaded (path, zoo:...).")
 
 
 class Health(_Out):

@@ -1,4 +1,4 @@
-"""``tilerunner queue``: depth, dead letters and requeue of failed regions."""
+"""``tilerunner queue``: depth, dead letters and requeue of failed regions and tiles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.table import Table
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import publish_pending
+from tilerunner.coordinator import publish_pending, retry_failed_tiles
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JobSpec, RegionMessage, queue_name
 from tilerunner.settings import Settings
@@ -81,7 +81,8 @@ def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_
 @click.pass_obj
 @handle_errors
 def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: str | None) -> None:
-    """Retry the failed (dead-lettered) regions of JOB_ID."""
+    """Retry the failed (dead-lettered) regions of JOB_ID, and the tiles that failed alone
+    (only those tiles are redone; their regions keep everything else)."""
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
     job = store.get_job(job_id)
@@ -93,7 +94,12 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
     q = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
     failed = store.failed_regions(job_id)
     if not failed:
-        click.echo(f"job {job_id} has no failed regions")
+        tiles = retry_failed_tiles(store, queue_for, job_id)
+        click.echo(
+            f"requeued {tiles} failed tile(s) of {job_id}"
+            if tiles
+            else f"job {job_id} has no failed regions or tiles"
+        )
         return
     dead_ids = [RegionMessage(job_id=job_id, image_idx=i, region_idx=r).id for i, r in failed]
     for image_idx, region_idx in failed:
@@ -101,7 +107,9 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
     store.reopen_job(job_id)
     revived = q.requeue_dead(dead_ids)
     published = publish_pending(store, queue_for, job_id)
+    tiles = retry_failed_tiles(store, queue_for, job_id)
     click.echo(
         f"requeued {len(failed)} region(s) of {job_id} "
         f"({revived} from dead letters, {published} re-published)"
+        + (f" and {tiles} failed tile(s)" if tiles else "")
     )

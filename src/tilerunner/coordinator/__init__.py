@@ -16,6 +16,7 @@ from tilerunner.coordinator.planner import (
     publish_pending,
     submit_job,
 )
+from tilerunner.coordinator.requeue import retry_failed_tiles
 from tilerunner.coordinator.results import JobResults, job_results
 from tilerunner.coordinator.service import Coordinator
 from tilerunner.coordinator.sweeper import reconcile_dead_letters, repair
@@ -39,5 +40,6 @@ __all__ = [
     "publish_pending",
     "reconcile_dead_letters",
     "repair",
+    "retry_failed_tiles",
     "submit_job",
 ]

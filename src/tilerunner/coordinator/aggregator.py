@@ -68,9 +68,9 @@ def aggregate_job(
         uris.append(output.uri)
     store.set_outputs(job_id, uris)
     counts = store.counts(job_id)
-    if counts.regions_failed == 0 and counts.images_failed == 0:
+    if counts.regions_failed == 0 and counts.images_failed == 0 and counts.tiles_failed == 0:
         status = JobState.SUCCEEDED
-    elif counts.regions_done or counts.images_done:
+    elif counts.tiles_done > counts.tiles_failed:  # some tile gave its features
         status = JobState.PARTIAL
     else:
         status = JobState.FAILED

@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import rasterio
+from rasterio.env import get_gdal_config
 from rasterio.session import DummySession
 
-__all__ = ["REMOTE_DEFAULTS", "GdalEnv", "is_remote"]
+__all__ = ["HTTP_RETRY_DEFAULTS", "REMOTE_DEFAULTS", "GdalEnv", "is_remote"]
 
 #: Options that make cloud-optimised reads over HTTP cheap: no directory listing probe for
 #: sidecar files, only raster extensions may be fetched, and neighbouring byte ranges are merged
@@ -38,6 +39,13 @@ REMOTE_DEFAULTS: Mapping[str, str] = MappingProxyType(
         "GDAL_HTTP_MULTIRANGE": "YES",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     }
+)
+
+#: GDAL's own retry of a failed HTTP request (429, 5xx, timeouts) before a read fails: remote
+#: reads get them unless the options, or the user's GDAL configuration (the
+#: ``GDAL_HTTP_MAX_RETRY`` / ``GDAL_HTTP_RETRY_DELAY`` environment variables), set them.
+HTTP_RETRY_DEFAULTS: Mapping[str, str] = MappingProxyType(
+    {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
 )
 
 # Options that only make sense for remote files: with EMPTY_DIR GDAL would also stop looking for
@@ -114,9 +122,14 @@ class GdalEnv:
         return GdalEnv({**self.options, **extra})
 
     def options_for(self, url: str) -> dict[str, str]:
-        """Options for opening ``url``; remote-only ones are dropped for local files."""
+        """Options for opening ``url``; remote-only ones are dropped for local files, and
+        remote ones gain GDAL's HTTP retries (:data:`HTTP_RETRY_DEFAULTS`) where unset."""
         if is_remote(url):
-            return dict(self.options)
+            options = dict(self.options)
+            for key, value in HTTP_RETRY_DEFAULTS.items():
+                if key not in options and get_gdal_config(key) is None:
+                    options[key] = value
+            return options
         return {k: v for k, v in self.options.items() if k not in _REMOTE_ONLY}
 
     def context(self, url: str) -> Any:

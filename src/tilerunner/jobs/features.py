@@ -1,4 +1,7 @@
-"""The owned features of one region, columnar: what a worker reports and the store records."""
+"""What a region yields: its owned features, columnar, and the tiles that failed on their own.
+
+Both are what a worker reports and the store records.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FeatureRows"]
+from tilerunner.tiling.window import Window
+
+__all__ = ["FeatureRows", "TileFailure"]
+
+#: Longest failure message kept (the HTTP complete body accepts no longer one).
+MESSAGE_LIMIT = 1000
 
 
 @dataclass(slots=True)
@@ -41,3 +49,21 @@ class FeatureRows:
             labels=[label for p in parts for label in p.labels],
             extra=extra,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TileFailure:
+    """One tile that could not be read, or that the model rejected: it fails alone.
+
+    ``window`` is the tile's read window in full-image pixels; ``code`` is the error's code
+    (``source_error``, ``retryable``, ``model_error`` ...) and ``message`` its one-line text.
+    """
+
+    window: Window
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, window: Window, code: str, message: str) -> TileFailure:
+        """A failure with its message cut to :data:`MESSAGE_LIMIT` characters."""
+        return cls(window, code[:64], message[:MESSAGE_LIMIT])

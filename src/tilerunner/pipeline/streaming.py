@@ -8,8 +8,14 @@ post-processing.
 
 Tiles of different regions share batches, so the model never waits for a region boundary.
 Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
-outstanding (end of the work at hand). When a batch raises, its tiles are retried one by one
-so that one poison tile fails only its own region.
+outstanding (end of the work at hand).
+
+Failures are as small as their cause. A read that fails transiently (a timeout or a 5xx from
+object storage: :class:`~tilerunner.errors.RetryableError`) is tried again ``read_retries``
+times with a short doubling back-off; a tile whose read still fails, or whose model call fails
+(a failing batch is retried one tile at a time to find it), or whose output is malformed,
+becomes a :class:`~tilerunner.jobs.features.TileFailure`, and its region completes with the
+features of every other tile.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
-from tilerunner.errors import ModelError, TilerunnerError
-from tilerunner.jobs.features import FeatureRows
+from tilerunner.errors import ModelError, RetryableError, TilerunnerError
+from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.models import LoadedModel, TileOutput
 from tilerunner.pipeline.postprocess import owned_features
 from tilerunner.pipeline.work import RegionResult, RegionState, RegionWork, TileItem
@@ -43,6 +50,8 @@ class PipelineStats:
 
     tiles_read: int = 0
     tiles_inferred: int = 0
+    tiles_failed: int = 0
+    read_retries: int = 0
     batches: int = 0
     read_seconds: float = 0.0
     model_seconds: float = 0.0
@@ -58,11 +67,17 @@ class TilePipeline:
         *,
         batch_size: int = 8,
         readers: int = 2,
+        read_retries: int = 3,
+        read_backoff: float = 0.25,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if read_retries < 0:
+            raise ValueError("read_retries must not be negative")
         self.model = model
         self.batch_size = batch_size
+        self.read_retries = read_retries
+        self.read_backoff = read_backoff
         self.stats = PipelineStats()
         self._on_result = on_result
         self._read_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=max(2, readers * 2))
@@ -109,23 +124,34 @@ class TilePipeline:
     # -------------------------------------------------------------- readers
     def _read_loop(self) -> None:
         while (item := self._read_q.get()) is not _STOP:
-            if item.state.error is None:
-                started = time.perf_counter()
-                try:
-                    item.pixels = item.state.work.reader.read(item.tile.window)
-                except TilerunnerError as error:
-                    item.error = error
-                except (
-                    Exception
-                ) as error:  # boundary: a reader bug fails the region, not the worker
-                    log.exception("reading %s failed", item.tile.window)
-                    item.error = TilerunnerError(f"reading {item.tile.window} failed: {error!r}")
-                with self._lock:
-                    self.stats.read_seconds += time.perf_counter() - started
-                    self.stats.tiles_read += 1
+            started = time.perf_counter()
+            try:
+                item.pixels = self._read(item)
+            except TilerunnerError as error:
+                item.error = error
+            except Exception as error:  # boundary: a reader bug fails the tile, not the worker
+                log.exception("reading %s failed", item.tile.window)
+                item.error = TilerunnerError(f"reading {item.tile.window} failed: {error!r}")
+            with self._lock:
+                self.stats.read_seconds += time.perf_counter() - started
+                self.stats.tiles_read += 1
             self._ready_q.put(item)
             with self._lock:
                 self._outstanding -= 1
+
+    def _read(self, item: TileItem) -> NDArray[np.uint8]:
+        """One tile's pixels; transient failures are tried again with a doubling back-off."""
+        for attempt in range(self.read_retries + 1):
+            try:
+                return item.state.work.reader.read(item.tile.window)
+            except RetryableError as error:
+                if attempt >= self.read_retries:
+                    raise
+                log.info("reading %s failed (%s); trying again", item.tile.window, error)
+                with self._lock:
+                    self.stats.read_retries += 1
+                time.sleep(self.read_backoff * 2**attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -------------------------------------------------------------- batcher
     def _batch_loop(self) -> None:
@@ -153,7 +179,7 @@ class TilePipeline:
                 if batch:
                     self._infer(batch)
                 return
-            if item.pixels is None:  # a read error or a region that already failed
+            if item.pixels is None:  # a failed read: straight to post-processing
                 self._post_q.put(([item], [None]))
                 continue
             if batch and batch[0].pixels is not None and batch[0].pixels.shape != item.pixels.shape:
@@ -197,9 +223,8 @@ class TilePipeline:
     def _account(self, item: TileItem, output: TileOutput | None) -> None:
         state = item.state
         work = state.work
-        if item.error is not None and state.error is None:
-            state.error = item.error
-        elif output is not None and state.error is None:
+        error = item.error
+        if error is None and output is not None:
             try:
                 state.parts.append(
                     owned_features(
@@ -211,12 +236,21 @@ class TilePipeline:
                         work.min_score,
                     )
                 )
-            except TilerunnerError as error:
-                state.error = error
+            except TilerunnerError as malformed:
+                error = malformed
+        if error is not None:
+            state.failures.append(TileFailure.of(item.tile.window, error.code, str(error)))
+            self.stats.tiles_failed += 1
         state.seen += 1
         if state.seen == len(work.tiles):
-            rows = FeatureRows() if state.error else FeatureRows.concat(state.parts)
-            self._on_result(RegionResult(work.key, rows, len(work.tiles), state.error))
+            self._on_result(
+                RegionResult(
+                    work.key,
+                    FeatureRows.concat(state.parts),
+                    len(work.tiles),
+                    tuple(state.failures),
+                )
+            )
 
     def _raise_if_broken(self) -> None:
         if self._failure is not None:

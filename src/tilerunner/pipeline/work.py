@@ -1,4 +1,9 @@
-"""What flows through the in-worker pipeline: regions in, per-region results out."""
+"""What flows through the in-worker pipeline: regions in, per-region results out.
+
+A tile that cannot be read, or that the model rejects, fails alone: its region's result holds
+the owned features of every other tile plus a :class:`~tilerunner.jobs.features.TileFailure`
+per failed tile.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import TilerunnerError
 from tilerunner.imagery import RasterReader
-from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.tiling import TileRef
 
 __all__ = ["RegionResult", "RegionState", "RegionWork", "TileItem"]
@@ -30,12 +35,17 @@ class RegionWork:
 
 @dataclass(frozen=True, slots=True)
 class RegionResult:
-    """All owned features of a region, or the error that failed it."""
+    """The owned features of a region's good tiles and the failures of the others."""
 
     key: Hashable
     rows: FeatureRows
     n_tiles: int
-    error: TilerunnerError | None = None
+    tile_failures: tuple[TileFailure, ...] = ()
+
+    @property
+    def all_failed(self) -> bool:
+        """Every tile failed (the whole worker may be at fault, not the tiles)."""
+        return self.n_tiles > 0 and len(self.tile_failures) >= self.n_tiles
 
 
 @dataclass(slots=True)
@@ -44,8 +54,8 @@ class RegionState:
 
     work: RegionWork
     parts: list[FeatureRows] = field(default_factory=list)
+    failures: list[TileFailure] = field(default_factory=list)
     seen: int = 0
-    error: TilerunnerError | None = None
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from tilerunner.georef.record import ImageGeoref
 from tilerunner.jobs.features import FeatureRows
+from tilerunner.tiling.window import Window
 
 __all__ = [
     "Counts",
@@ -80,6 +81,8 @@ class Counts:
     tiles_total: int
     tiles_done: int
     features: int
+    tiles_failed: int = 0
+    """Tiles of done regions that failed alone (counted in ``tiles_done`` too)."""
 
     @property
     def regions_finished(self) -> int:
@@ -88,12 +91,13 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class JobError:
-    """A typed error of a job: which image / region failed and why."""
+    """A typed error of a job: which image / region (/ tile ``window``) failed and why."""
 
     code: str
     message: str
     image: str | None
     region: int | None
+    window: Window | None = None
 
 
 @dataclass(frozen=True, slots=True)

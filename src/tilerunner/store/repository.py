@@ -10,7 +10,7 @@ unique key).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, s
 from sqlalchemy.exc import DBAPIError
 
 from tilerunner.errors import StoreError
+from tilerunner.jobs.features import TileFailure
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
 from tilerunner.store.plans import PlanStore, georef_of
@@ -32,6 +33,12 @@ from tilerunner.store.records import (
 )
 from tilerunner.store.results import ResultStore
 from tilerunner.store.tables import events, features, images, jobs, outbox, regions, workers
+from tilerunner.store.tiles import (
+    TileStore,
+    count_tile_failures,
+    replace_tile_failures,
+    tile_errors,
+)
 
 __all__ = ["AGGREGATE", "Store"]
 
@@ -50,7 +57,7 @@ _COMPLETE_REGION = (
     )
     .values(
         state=RegionState.DONE.value,
-        n_features=bindparam("n_features"),
+        n_features=regions.c.n_features + bindparam("n_features"),  # a redo of failed tiles adds
         worker=bindparam("worker"),
         finished_at=bindparam("at"),
         attempts=regions.c.attempts + 1,
@@ -65,7 +72,7 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store(OutboxStore, PlanStore, ResultStore):
+class Store(OutboxStore, PlanStore, ResultStore, TileStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     def __init__(self, engine: Engine, clock: Any = time.time) -> None:
@@ -195,6 +202,7 @@ class Store(OutboxStore, PlanStore, ResultStore):
                     .group_by(images.c.state)
                 )
             }
+            tiles_failed = count_tile_failures(conn, job_id)
         done = by_state.get(RegionState.DONE.value, (0, 0, 0))
         failed = by_state.get(RegionState.FAILED.value, (0, 0, 0))
         return Counts(
@@ -207,10 +215,11 @@ class Store(OutboxStore, PlanStore, ResultStore):
             tiles_total=int(job.tiles_total),
             tiles_done=done[1],
             features=done[2],
+            tiles_failed=tiles_failed,
         )
 
     def errors(self, job_id: str) -> list[JobError]:
-        """Typed errors: failed images (unreadable sources) and failed regions."""
+        """Typed errors: failed images (unreadable sources), failed regions, failed tiles."""
         with self._begin() as conn:
             out = [
                 JobError("source_error", str(r.error), str(r.source_id), None)
@@ -234,6 +243,7 @@ class Store(OutboxStore, PlanStore, ResultStore):
                     .order_by(regions.c.image_idx, regions.c.idx)
                 )
             ]
+            out += tile_errors(conn, job_id)
         return out
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
@@ -291,7 +301,7 @@ class Store(OutboxStore, PlanStore, ResultStore):
         """Regions not yet done or failed."""
         return self.regions_in(job_id, RegionState.PENDING)
 
-    def region_state(self, job_id: str, image_idx: int, region_idx: int) -> str | None:
+    def region_state(self, job_id: str, image_idx: int, region_idx: int) -> RegionState | None:
         with self._begin() as conn:
             state = conn.execute(
                 select(regions.c.state).where(
@@ -300,12 +310,21 @@ class Store(OutboxStore, PlanStore, ResultStore):
                     regions.c.idx == region_idx,
                 )
             ).scalar()
-        return None if state is None else str(state)
+        return None if state is None else RegionState(state)
 
     def complete_region(
-        self, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows, worker: str = ""
+        self,
+        job_id: str,
+        image_idx: int,
+        region_idx: int,
+        rows: FeatureRows,
+        worker: str = "",
+        tile_failures: Sequence[TileFailure] = (),
     ) -> bool:
-        """Record a region's features and mark it done, once. False for a duplicate delivery."""
+        """Record a region's features and failed tiles and mark it done, once. False for a
+        duplicate delivery. A region put back for its failed tiles gains the new features and
+        has those tiles' failures replaced by ``tile_failures``."""
+        now = self._clock()
         with self._begin() as conn:
             changed = conn.execute(
                 _COMPLETE_REGION,
@@ -315,13 +334,22 @@ class Store(OutboxStore, PlanStore, ResultStore):
                     "region": region_idx,
                     "n_features": len(rows),
                     "worker": worker,
-                    "at": self._clock(),
+                    "at": now,
                 },
             ).rowcount
             if not changed:
                 return False
             if len(rows):
                 self._insert_features(conn, job_id, image_idx, region_idx, rows)
+            replace_tile_failures(conn, job_id, image_idx, region_idx, tile_failures, now)
+            if tile_failures:
+                first = tile_failures[0]
+                self._event(
+                    conn, job_id, "tiles_failed",
+                    f"{len(tile_failures)} tile(s) failed; first {first.window}: "
+                    f"{first.code}: {first.message}",
+                    image_idx=image_idx, region_idx=region_idx,
+                )  # fmt: skip
             self._after_region(conn, job_id, image_idx)
         return True
 
@@ -367,27 +395,31 @@ class Store(OutboxStore, PlanStore, ResultStore):
                 .values(state=RegionState.PENDING.value, error=None)
             ).rowcount
             if changed:
-                conn.execute(
-                    update(images)
-                    .where(images.c.job_id == job_id, images.c.idx == image_idx)
-                    .values(regions_finished=images.c.regions_finished - 1)
-                )
-                reopened = conn.execute(
-                    update(images)
-                    .where(
-                        images.c.job_id == job_id,
-                        images.c.idx == image_idx,
-                        images.c.state != ImageState.PENDING.value,
-                    )
-                    .values(state=ImageState.PENDING.value)
-                ).rowcount
-                if reopened:
-                    conn.execute(
-                        update(jobs)
-                        .where(jobs.c.id == job_id)
-                        .values(images_finished=jobs.c.images_finished - 1)
-                    )
+                self._region_reopened(conn, job_id, image_idx)
         return bool(changed)
+
+    def _region_reopened(self, conn: Connection, job_id: str, image_idx: int) -> None:
+        """Uncount a finished region put back to pending; reopen its image if it had closed."""
+        conn.execute(
+            update(images)
+            .where(images.c.job_id == job_id, images.c.idx == image_idx)
+            .values(regions_finished=images.c.regions_finished - 1)
+        )
+        reopened = conn.execute(
+            update(images)
+            .where(
+                images.c.job_id == job_id,
+                images.c.idx == image_idx,
+                images.c.state != ImageState.PENDING.value,
+            )
+            .values(state=ImageState.PENDING.value)
+        ).rowcount
+        if reopened:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(images_finished=jobs.c.images_finished - 1)
+            )
 
     def reopen_job(self, job_id: str) -> bool:
         """Reopen a finished partial/failed job after failed regions were put back to pending."""
@@ -465,9 +497,16 @@ class Store(OutboxStore, PlanStore, ResultStore):
         tiles_done: int,
         regions_done: int,
         tiles_per_second: float,
+        *,
+        version: str | None = None,
+        gpu: str | None = None,
+        model_info: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         now = self._clock()
         values = {
+            "version": version,
+            "gpu": gpu,
+            "model_info": model_info,
             "host": host,
             "pid": pid,
             "models": models,

@@ -172,6 +172,9 @@ workers = Table(
     Column("tiles_done", BigInteger, nullable=False, default=0),
     Column("regions_done", Integer, nullable=False, default=0),
     Column("tiles_per_second", Float, nullable=False, default=0.0),
+    Column("version", String(64)),
+    Column("gpu", String(255)),
+    Column("model_info", JSON),
 )
 
 api_keys = Table(

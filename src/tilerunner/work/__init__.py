@@ -7,7 +7,7 @@ that direct workers do not need httpx).
 """
 
 from tilerunner.work.items import ITEM_KINDS, Assignment, RegionItem, WorkItem, parse_item
-from tilerunner.work.results import WorkerReport, WorkResult
+from tilerunner.work.results import ServedModel, WorkerReport, WorkResult
 from tilerunner.work.service import WorkService, WorkServiceOptions
 from tilerunner.work.source import DirectWorkSource, WorkSource
 from tilerunner.work.tokens import decode_token, encode_token
@@ -17,6 +17,7 @@ __all__ = [
     "Assignment",
     "DirectWorkSource",
     "RegionItem",
+    "ServedModel",
     "WorkItem",
     "WorkResult",
     "WorkService",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tilerunner.jobs.features import FeatureRows, TileFailure
 
-__all__ = ["WorkResult", "WorkerReport"]
+__all__ = ["ServedModel", "WorkResult", "WorkerReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,25 @@ class WorkResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ServedModel:
+    """What a worker says about a model it serves (``GET /v1/models`` shows it)."""
+
+    name: str
+    task: str
+    classes: tuple[str, ...] = ()
+    backend: str = ""
+    spec: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "task": self.task,
+            "classes": list(self.classes),
+            "backend": self.backend,
+            "spec": self.spec,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerReport:
     """Registration and heartbeat of one worker process."""
 
@@ -38,3 +57,4 @@ class WorkerReport:
     regions_done: int
     tiles_per_second: float
     gpu: str | None = None
+    served: tuple[ServedModel, ...] = ()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tilerunner.jobs.features import MESSAGE_LIMIT, FeatureRows, TileFailure
 from tilerunner.tiling import Window
 from tilerunner.work.items import RegionItem
-from tilerunner.work.results import WorkerReport
+from tilerunner.work.results import ServedModel, WorkerReport
 
 __all__ = [
     "CompleteBody",
@@ -24,6 +24,7 @@ __all__ = [
     "LeaseBody",
     "LeaseReply",
     "LeasedItem",
+    "ServedModelBody",
     "TileFailureBody",
     "WindowBody",
 ]
@@ -174,6 +175,16 @@ class FailBody(_Body):
     worker: str = Field(default="", pattern=_PRINTABLE, max_length=255)
 
 
+class ServedModelBody(_Body):
+    """A model a worker serves: its task, classes, backend and spec."""
+
+    name: str = Field(pattern=_MODEL_NAME)
+    task: str = Field(pattern=r"^[a-z]{1,32}$")
+    classes: list[str] = Field(default_factory=list, max_length=100_000)
+    backend: str = Field(default="", pattern=_PRINTABLE, max_length=64)
+    spec: str = Field(default="", pattern=_PRINTABLE, max_length=1000)
+
+
 class HeartbeatBody(_Body):
     id: str = Field(pattern=_PRINTABLE, min_length=1, max_length=128)
     host: str = Field(pattern=_PRINTABLE, max_length=255)
@@ -185,6 +196,7 @@ class HeartbeatBody(_Body):
     regions_done: int = Field(ge=0, le=2**62)
     tiles_per_second: float = Field(ge=0.0, le=1e9)
     gpu: str | None = Field(default=None, pattern=_PRINTABLE, max_length=255)
+    served: list[ServedModelBody] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _names(self) -> HeartbeatBody:
@@ -206,6 +218,16 @@ class HeartbeatBody(_Body):
             regions_done=report.regions_done,
             tiles_per_second=report.tiles_per_second,
             gpu=report.gpu,
+            served=[
+                ServedModelBody(
+                    name=m.name,
+                    task=m.task,
+                    classes=list(m.classes),
+                    backend=m.backend,
+                    spec=m.spec,
+                )
+                for m in report.served
+            ],
         )
 
     def to_report(self) -> WorkerReport:
@@ -220,4 +242,8 @@ class HeartbeatBody(_Body):
             regions_done=self.regions_done,
             tiles_per_second=self.tiles_per_second,
             gpu=self.gpu,
+            served=tuple(
+                ServedModel(m.name, m.task, tuple(m.classes), m.backend, m.spec)
+                for m in self.served
+            ),
         )

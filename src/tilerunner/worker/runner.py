@@ -56,6 +56,8 @@ class WorkerOptions:
     poll_seconds: float = 0.2
     wait_seconds: float = 0.0
     """Long-poll wait of each lease call (HTTP sources); 0 polls every ``poll_seconds``."""
+    read_retries: int = 3
+    """Tries again of a tile read that failed transiently, before the tile counts as failed."""
 
 
 class Worker:
@@ -85,7 +87,11 @@ class Worker:
         self._gpu = _gpu_name()
         self._pipelines = {
             name: TilePipeline(
-                model, self._results.put, batch_size=options.batch_size, readers=options.readers
+                model,
+                self._results.put,
+                batch_size=options.batch_size,
+                readers=options.readers,
+                read_retries=options.read_retries,
             )
             for name, model in models.items()
         }
@@ -184,11 +190,10 @@ class Worker:
                 log.warning("result for %s arrived without a held lease; ignored", result.key)
                 continue
             try:
-                if result.error is not None:
-                    self._report_failure(assignment, result.error)
-                    continue
                 recorded = self.source.complete(
-                    assignment, WorkResult(result.rows, result.n_tiles), self.id
+                    assignment,
+                    WorkResult(result.rows, result.n_tiles, result.tile_failures),
+                    self.id,
                 )
             except LeaseLostError:
                 log.info("lease of %s was lost; its redelivery does the work", result.key)
@@ -199,10 +204,11 @@ class Worker:
                 continue
             if recorded:
                 with self._lock:
-                    self._tiles_done += result.n_tiles
+                    self._tiles_done += result.n_tiles - len(result.tile_failures)
                     self._regions_done += 1
-            else:
-                log.info("%s was already recorded (duplicate delivery)", result.key)
+            else:  # a duplicate delivery, or every tile failed and the item is tried again
+                failures = len(result.tile_failures)
+                log.info("%s was not recorded (%d tile failure(s))", result.key, failures)
 
     def _report_failure(self, assignment: Assignment, error: TilerunnerError) -> None:
         try:

@@ -1,8 +1,8 @@
 """``GET /v1/models``: the model names workers serve, who serves them, whether any is live.
 
 A model is live when one of its workers heartbeated within the last two lease periods (a
-worker heartbeats every third of one). The store does not know a model's task or classes yet,
-so both are null.
+worker heartbeats every third of one). Its task, classes, backend and spec are what its most
+recently seen worker reported.
 """
 
 from __future__ import annotations
@@ -29,12 +29,20 @@ def list_models(_caller: ReadCaller, store: StoreDep, settings: SettingsDep) -> 
         worker = WorkerInfo.model_validate(row)
         for name in worker.models:
             served.setdefault(name, []).append(worker)
-    return [
-        ModelInfo(
-            name=name,
-            workers=sorted(w.id for w in workers),
-            live=any(now - w.last_seen <= window for w in workers),
-            last_seen=max(w.last_seen for w in workers),
+    out = []
+    for name, workers in sorted(served.items()):
+        newest = max(workers, key=lambda w: w.last_seen)
+        info = (newest.model_info or {}).get(name, {})
+        out.append(
+            ModelInfo(
+                name=name,
+                workers=sorted(w.id for w in workers),
+                live=any(now - w.last_seen <= window for w in workers),
+                last_seen=newest.last_seen,
+                task=info.get("task"),
+                classes=info.get("classes"),
+                backend=info.get("backend"),
+                spec=info.get("spec"),
+            )
         )
-        for name, workers in sorted(served.items())
-    ]
+    return out
