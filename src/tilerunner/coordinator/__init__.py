@@ -7,6 +7,7 @@ from tilerunner.coordinator.aggregator import (
     job_features,
     process_outbox,
 )
+from tilerunner.coordinator.cancel import cancel_job, finish_cancelling
 from tilerunner.coordinator.planner import (
     QueueFor,
     accept_job,
@@ -29,6 +30,8 @@ __all__ = [
     "QueueFor",
     "accept_job",
     "aggregate_job",
+    "cancel_job",
+    "finish_cancelling",
     "image_features",
     "job_features",
     "job_results",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tilerunner.broker import Lease, LeaseLostError, Queue
-from tilerunner.errors import InvalidRequestError, RetryableError
+from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, RegionMessage, RegionState, queue_name
 from tilerunner.store import ImageRecord, Store
 from tilerunner.work.items import Assignment, RegionItem, WorkItem
@@ -111,16 +111,22 @@ class WorkService:
 
     # ---------------------------------------------------- extend / complete
     def extend(self, token: str) -> Assignment:
-        """A fresh lease for the same item; LeaseLostError if another holder has it now."""
+        """A fresh lease for the same item; LeaseLostError if another holder has it now, or
+        if its job was cancelled (the item is released: the worker lets go of it)."""
         model, lease = decode_token(token)
         queue = self.queue_for(queue_name(model))
+        message = RegionMessage.decode(lease.body)
+        job = self.store.get_job(message.job_id)
+        if job is None or JobState(job.status) in _STOPPED:
+            self._ack(queue, lease)
+            raise LeaseLostError(queue.name, message.id)
         extended = queue.extend(lease, self.options.lease_seconds)
         return Assignment(
             encode_token(model, extended),
             model,
             extended.attempt,
             extended.expires_at,
-            self._item_of(lease),
+            self._describe_pending(message, job.spec),
         )
 
     def complete(self, token: str, result: WorkResult, worker: str = "") -> bool:
@@ -181,23 +187,23 @@ class WorkService:
             report.tiles_done,
             report.regions_done,
             report.tiles_per_second,
+            version=report.version,
+            gpu=report.gpu,
+            model_info={m.name: m.as_dict() for m in report.served} or None,
         )
 
     def job_finished(self, job_id: str) -> bool:
-        """True once every region of the job is done or failed (or the job does not exist)."""
-        if self.store.get_job(job_id) is None:
+        """True once every region of the job is done or failed, or the job is over (or does not
+        exist); never while it is still being planned."""
+        job = self.store.get_job(job_id)
+        if job is None or JobState(job.status) in _STOPPED:
             return True
+        if job.status == JobState.PLANNING:
+            return False
         counts = self.store.counts(job_id)
         return counts.regions_finished >= counts.regions_total
 
     # ------------------------------------------------------------ internals
-    def _item_of(self, lease: Lease) -> WorkItem:
-        message = RegionMessage.decode(lease.body)
-        job = self.store.get_job(message.job_id)
-        if job is None:
-            raise RetryableError(f"job {message.job_id!r} is gone")
-        return self._describe_pending(message, job.spec)
-
     def _describe_pending(self, message: RegionMessage, spec_doc: dict[str, object]) -> WorkItem:
         spec = self._spec(message.job_id, spec_doc)
         image = self._image(message.job_id, message.image_idx)

@@ -35,7 +35,7 @@ from tilerunner.errors import (
 from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
-from tilerunner.work import Assignment, WorkerReport, WorkResult, WorkSource
+from tilerunner.work import Assignment, ServedModel, WorkerReport, WorkResult, WorkSource
 from tilerunner.worker.readers import ReaderCache
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -253,6 +253,10 @@ class Worker:
             regions_done=regions,
             tiles_per_second=tiles / elapsed,
             gpu=self._gpu,
+            served=tuple(
+                ServedModel(name, m.task, tuple(m.classes), m.backend, m.spec)
+                for name, m in sorted(self.models.items())
+            ),
         )
         try:
             self.source.heartbeat(report)
