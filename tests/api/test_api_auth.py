@@ -6,7 +6,6 @@ with the real ``tilerunner keys create`` command, as an operator would.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -39,15 +38,27 @@ class Route:
     path: str
     scope: Scope
     ok: int
+    body: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
 
-_WORK = importlib.util.find_spec("tilerunner.api.routers.work") is not None
+HEARTBEAT = {
+    "id": "w-auth",
+    "host": "h",
+    "pid": 1,
+    "version": "0",
+    "models": ["det"],
+    "leases_held": 0,
+    "tiles_done": 0,
+    "regions_done": 0,
+    "tiles_per_second": 0.0,
+}
 ROUTES = [
     Route("POST", "/v1/jobs", Scope.SUBMIT, 202),
     Route("POST", "/v1/jobs/{job}/cancel", Scope.SUBMIT, 200),
+    Route("POST", "/v1/jobs/{job}/retry", Scope.SUBMIT, 200),
     Route("GET", "/v1/jobs", Scope.READ, 200),
     Route("GET", "/v1/jobs/{job}", Scope.READ, 200),
     Route("GET", "/v1/jobs/{job}/events", Scope.READ, 200),
@@ -56,8 +67,18 @@ ROUTES = [
     Route("GET", "/v1/models", Scope.READ, 200),
     Route("GET", "/v1/workers", Scope.READ, 200),
     Route("GET", "/metrics", Scope.READ, 200),
-    *([Route("GET", "/v1/work/jobs/{job}/finished", Scope.WORKER, 200)] if _WORK else []),
+    Route("POST", "/v1/work/lease", Scope.WORKER, 200, {"models": ["nobody-serves-this"]}),
+    Route("POST", "/v1/work/heartbeat", Scope.WORKER, 204, HEARTBEAT),
+    Route("GET", "/v1/work/jobs/{job}/finished", Scope.WORKER, 200),
 ]
+# covered by their own tests (a lease token, or a peer's request body): tests/work, test_api_compat
+ELSEWHERE = {
+    "POST /v1/work/{lease}/extend",
+    "POST /v1/work/{lease}/complete",
+    "POST /v1/work/{lease}/fail",
+    "POST /v1/compat/osml/image-requests",
+    "POST /v1/compat/antenna/process",
+}
 OPEN = ["/livez", "/readyz", "/docs", "/openapi.json"]
 
 
@@ -70,7 +91,9 @@ class Deployment:
     job: str  # a job of project "default"
 
     def call(self, route: Route, headers: dict[str, str]) -> httpx.Response:
-        body = document(self.data) if route.path == "/v1/jobs" and route.method == "POST" else None
+        body = route.body
+        if route.path == "/v1/jobs" and route.method == "POST":
+            body = document(self.data)
         return httpx.request(
             route.method,
             self.api.url + route.path.format(job=self.job),
@@ -287,3 +310,15 @@ def test_insecure_on_loopback_answers_without_a_key(tmp_path: Path, shared_data:
         assert [j["id"] for j in listed] == [created.json()["id"]]
     finally:
         api.kill()
+
+
+def test_the_table_covers_every_route_that_needs_a_key(deployment: Deployment) -> None:
+    spec = httpx.get(f"{deployment.api.url}/openapi.json", timeout=30).json()
+    served = {
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if path not in OPEN
+    }
+    table = {f"{r.method} {r.path.replace('{job}', '{job_id}')}" for r in ROUTES}
+    assert served == table | ELSEWHERE

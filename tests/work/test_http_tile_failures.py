@@ -63,12 +63,33 @@ def test_an_http_worker_reports_a_failed_tile_and_the_job_is_partial(tmp_path: P
             return job if job["status"] in ("succeeded", "partial", "failed") else None
 
         job = wait_for(final, 180, f"job {job_id} finished (see {tmp_path}/worker.log)")
+        _assert_partial(store_url, job, job_id, truth, tmp_path)
+        [error] = user.get(f"/v1/jobs/{job_id}/errors").json()
+        window = TileGrid(400, 300, TILE, OVERLAP).tile(0, 0)
+        assert error["window"] == {"col_off": window.col_off, "row_off": window.row_off,
+                                   "width": window.width, "height": window.height}  # fmt: skip
+        assert job["counts"]["tiles"]["failed"] == 1  # type: ignore[index]
+
+        flag.unlink()  # the cause is mended: retry just that tile through the API
+        retried = user.post(f"/v1/jobs/{job_id}/retry")
+        assert retried.status_code == 200, retried.text
+        assert (retried.json()["regions"], retried.json()["tiles"]) == (0, 1)
+        again = wait_for(final, 180, f"job {job_id} finished again")
+        assert again["status"] == "succeeded", again
+        assert pixel_boxes(tmp_path / "out.geojson") == sorted(
+            tuple(round(v, 6) for v in b) for b in truth
+        )
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=30)
         api.kill()
 
+
+def _assert_partial(
+    store_url: str, job: dict[str, object], job_id: str, truth: list[tuple[float, ...]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
     assert job["status"] == "partial", job
     store = open_store(store_url)
     grid = TileGrid(400, 300, TILE, OVERLAP)

@@ -23,6 +23,8 @@ __all__ = [
     "JobList",
     "JobSummary",
     "ModelInfo",
+    "RetryReport",
+    "WindowItem",
     "WorkerInfo",
     "job_from_view",
     "job_summary",
@@ -42,6 +44,7 @@ class CountRow(_Out):
 class TileCount(_Out):
     total: int
     done: int
+    failed: int = Field(default=0, description="Tiles that failed alone (see errors).")
 
 
 class FeatureCount(_Out):
@@ -70,11 +73,21 @@ class Timestamps(_Out):
     cancelled_at: float | None = None
 
 
+class WindowItem(_Out):
+    """A tile's read window in full-image pixels."""
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+
 class JobErrorItem(_Out):
-    code: str
+    code: str = Field(description="source_error, region_failed or tile_failed, ...")
     message: str
     image: str | None
     region: int | None
+    window: WindowItem | None = Field(default=None, description="The failed tile, if one.")
 
 
 class Job(_Out):
@@ -92,6 +105,12 @@ class Job(_Out):
     outputs: list[str]
     error: str | None
     spec: dict[str, Any] = Field(description="The job document, callback secret and token blanked.")
+
+
+class RetryReport(_Out):
+    regions: int = Field(description="Dead-lettered regions put back on the queue.")
+    tiles: int = Field(description="Tiles that had failed alone, put back to be redone.")
+    job: Job
 
 
 class JobSummary(_Out):

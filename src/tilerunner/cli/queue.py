@@ -8,9 +8,9 @@ from rich.table import Table
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import publish_pending, retry_failed_tiles
+from tilerunner.coordinator import retry_failed
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import JobSpec, RegionMessage, queue_name
+from tilerunner.jobs import JobSpec, queue_name
 from tilerunner.settings import Settings
 from tilerunner.store import Store, open_store
 
@@ -90,26 +90,12 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
         raise InvalidRequestError(
             f"no job {job_id!r} in the store; list jobs with 'tilerunner status'"
         )
-    queue_for = queue_factory(broker_url, settings)
-    q = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
-    failed = store.failed_regions(job_id)
-    if not failed:
-        tiles = retry_failed_tiles(store, queue_for, job_id)
-        click.echo(
-            f"requeued {tiles} failed tile(s) of {job_id}"
-            if tiles
-            else f"job {job_id} has no failed regions or tiles"
-        )
+    done = retry_failed(store, queue_factory(broker_url, settings), job_id)
+    if not done.regions and not done.tiles:
+        click.echo(f"job {job_id} has no failed regions or tiles")
         return
-    dead_ids = [RegionMessage(job_id=job_id, image_idx=i, region_idx=r).id for i, r in failed]
-    for image_idx, region_idx in failed:
-        store.retry_region(job_id, image_idx, region_idx)
-    store.reopen_job(job_id)
-    revived = q.requeue_dead(dead_ids)
-    published = publish_pending(store, queue_for, job_id)
-    tiles = retry_failed_tiles(store, queue_for, job_id)
     click.echo(
-        f"requeued {len(failed)} region(s) of {job_id} "
-        f"({revived} from dead letters, {published} re-published)"
-        + (f" and {tiles} failed tile(s)" if tiles else "")
+        f"requeued {done.regions} region(s) of {job_id} "
+        f"({done.revived} from dead letters, {done.published} re-published)"
+        + (f" and {done.tiles} failed tile(s)" if done.tiles else "")
     )

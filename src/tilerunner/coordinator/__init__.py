@@ -17,7 +17,7 @@ from tilerunner.coordinator.planner import (
     publish_pending,
     submit_job,
 )
-from tilerunner.coordinator.requeue import retry_failed_tiles
+from tilerunner.coordinator.requeue import Retried, retry_failed, retry_failed_tiles
 from tilerunner.coordinator.results import JobResults, job_results
 from tilerunner.coordinator.service import Coordinator
 from tilerunner.coordinator.sweeper import reconcile_dead_letters, repair
@@ -28,6 +28,7 @@ __all__ = [
     "Coordinator",
     "JobResults",
     "QueueFor",
+    "Retried",
     "accept_job",
     "aggregate_job",
     "cancel_job",
@@ -43,6 +44,7 @@ __all__ = [
     "publish_pending",
     "reconcile_dead_letters",
     "repair",
+    "retry_failed",
     "retry_failed_tiles",
     "submit_job",
 ]

@@ -1,4 +1,4 @@
-"""Retrying just the tiles that failed: the rest of each region's work is kept.
+"""Retrying what failed: dead-lettered regions whole, and just the tiles that failed alone.
 
 A tile that could not be read or that the model rejected fails alone, and its region is done
 with the features of its other tiles (see :mod:`tilerunner.store.tiles`). Once the cause is
@@ -11,11 +11,13 @@ ones. The job reopens and is aggregated again, so every object comes back exactl
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from tilerunner.coordinator.planner import QueueFor, publish_pending
+from tilerunner.jobs import JobSpec, RegionMessage, queue_name
 from tilerunner.store import Store
 
-__all__ = ["retry_failed_tiles"]
+__all__ = ["Retried", "retry_failed", "retry_failed_tiles"]
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +36,34 @@ def retry_failed_tiles(store: Store, queue_for: QueueFor, job_id: str) -> int:
         job_id, tiles, len(reopened), published,
     )  # fmt: skip
     return tiles
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What :func:`retry_failed` put back: regions (revived from dead letters, re-published)
+    and failed tiles."""
+
+    regions: int
+    revived: int
+    published: int
+    tiles: int
+
+
+def retry_failed(store: Store, queue_for: QueueFor, job_id: str) -> Retried:
+    """Retry the job's failed (dead-lettered) regions and then the tiles that failed alone;
+    the job reopens when anything was put back (``queue requeue``, ``POST .../retry``)."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise LookupError(job_id)
+    failed = store.failed_regions(job_id)
+    revived = published = 0
+    if failed:
+        queue = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
+        dead = [RegionMessage(job_id=job_id, image_idx=i, region_idx=r).id for i, r in failed]
+        for image_idx, region_idx in failed:
+            store.retry_region(job_id, image_idx, region_idx)
+        store.reopen_job(job_id)
+        revived = queue.requeue_dead(dead)
+        published = publish_pending(store, queue_for, job_id)
+    tiles = retry_failed_tiles(store, queue_for, job_id)
+    return Retried(len(failed), revived, published, tiles)

@@ -57,7 +57,7 @@ def job_view(store: Store, job_id: str, now: float | None = None) -> dict[str, A
                 "done": c.regions_done,
                 "failed": c.regions_failed,
             },
-            "tiles": {"total": c.tiles_total, "done": c.tiles_done},
+            "tiles": {"total": c.tiles_total, "done": c.tiles_done, "failed": c.tiles_failed},
             "features": {"found": c.features},
         },
         "progress": progress(job, c),

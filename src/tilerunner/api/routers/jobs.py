@@ -17,6 +17,7 @@ from fastapi import APIRouter, Body, Query, Response
 from starlette.responses import Response as StarletteResponse
 
 from tilerunner.api.deps import (
+    QueueForDep,
     ReadCaller,
     SettingsDep,
     StoreDep,
@@ -36,10 +37,11 @@ from tilerunner.api.schemas import (
     Job,
     JobErrorItem,
     JobList,
+    RetryReport,
     job_from_view,
     job_summary,
 )
-from tilerunner.coordinator import accept_job, cancel_job, job_results, job_view
+from tilerunner.coordinator import accept_job, cancel_job, job_results, job_view, retry_failed
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JobState, parse_job
 from tilerunner.security.urls import check_job_document
@@ -135,6 +137,17 @@ def cancel(job_id: str, caller: SubmitCaller, store: StoreDep) -> Job:
     return _view(store, job_id)
 
 
+@router.post("/{job_id}/retry", response_model=RetryReport)
+def retry(
+    job_id: str, caller: SubmitCaller, store: StoreDep, queue_for: QueueForDep
+) -> RetryReport:
+    """Retry what failed (``tilerunner queue requeue``): dead-lettered regions whole, and just
+    the tiles that failed alone; the job reopens and is aggregated again."""
+    job_of(store, caller, job_id)
+    done = retry_failed(store, queue_for, job_id)
+    return RetryReport(regions=done.regions, tiles=done.tiles, job=_view(store, job_id))
+
+
 @router.get("/{job_id}/events", response_model=list[Event])
 def events(job_id: str, caller: ReadCaller, store: StoreDep) -> list[Event]:
     """The job's timeline, oldest first."""
@@ -144,7 +157,7 @@ def events(job_id: str, caller: ReadCaller, store: StoreDep) -> list[Event]:
 
 @router.get("/{job_id}/errors", response_model=list[JobErrorItem])
 def errors(job_id: str, caller: ReadCaller, store: StoreDep) -> list[JobErrorItem]:
-    """Typed errors: failed images and failed regions."""
+    """Typed errors: failed images, failed regions and tiles that failed alone."""
     job_of(store, caller, job_id)
     return [JobErrorItem.model_validate(e, from_attributes=True) for e in store.errors(job_id)]
 
