@@ -10,6 +10,7 @@ Every error derives from :class:`TilerunnerError` and says what the caller shoul
      ├── AuthenticationError      no API key, or an unknown or revoked one (HTTP 401)
      ├── PermissionDeniedError    a valid key without the scope a route needs (HTTP 403)
      ├── RetryableError           transient; the region is retried (lease lost, broker busy)
+     │    └── LeaseLostError      a lease another holder has now: drop the result
      ├── ModelError               the model raised or returned malformed output
      ├── QueueError               the queue engine failed
      └── StoreError               the state database failed or is inconsistent
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 __all__ = [
     "AuthenticationError",
     "InvalidRequestError",
+    "LeaseLostError",
     "ModelError",
     "PermissionDeniedError",
     "QueueError",
@@ -103,6 +105,26 @@ class RetryableError(TilerunnerError):
     """A transient failure; the work is retried."""
 
     code = "retryable"
+
+
+class LeaseLostError(RetryableError):
+    """The lease is no longer held: it expired and was redelivered, or was acked or dead-lettered.
+
+    The holder must drop its result instead of acking it; the current holder (or the dead-letter
+    set) owns the message now. Heartbeat more often or lease with a longer visibility if this
+    happens to healthy workers.
+    """
+
+    code = "lease_lost"
+
+    def __init__(self, queue: str, message_id: str) -> None:
+        super().__init__(
+            f"lease on message {message_id!r} of queue {queue!r} is no longer held (it expired and "
+            "was redelivered, or was acked or dead-lettered); drop this result, and extend leases "
+            "more often or lease with a longer visibility"
+        )
+        self.queue = queue
+        self.message_id = message_id
 
 
 class ModelError(TilerunnerError):

@@ -66,3 +66,17 @@ def test_a_job_still_planning_is_cancelled_at_once(tmp_path: Path) -> None:
     spec = parse_job({"sources": [str(tif)], "pipeline": [{"task": "detect", "model": "det"}]})
     job_id = accept_job(store, spec)
     assert cancel_job(store, job_id) is JobState.CANCELLED
+
+
+def test_regions_finishing_after_a_cancel_are_kept_but_nothing_is_aggregated(
+    system: tuple[Store, Queue, WorkService, str], tmp_path: Path
+) -> None:
+    store, queue, _, job_id = system
+    assert cancel_job(store, job_id) is JobState.CANCELLING
+    for image_idx, region_idx in store.pending_regions(job_id):  # late results still land
+        assert store.complete_region(job_id, image_idx, region_idx, FeatureRows(), "late")
+    assert store.pending_outbox(job_id)  # the last region scheduled the aggregation
+    Coordinator(store, lambda _: queue, sweep_seconds=1e9).run_once()
+    job = store.get_job(job_id)
+    assert job is not None and job.status == JobState.CANCELLING and not job.outputs
+    assert not store.pending_outbox(job_id)

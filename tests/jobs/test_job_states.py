@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tilerunner.jobs import JOB_TERMINAL, JOB_TRANSITIONS, JobState
+from tilerunner.jobs import JOB_REOPENABLE, JOB_TERMINAL, JOB_TRANSITIONS, JobState
 from tilerunner.jobs.states import sources_of
 
 P, Q, R, A = JobState.PLANNING, JobState.QUEUED, JobState.RUNNING, JobState.AGGREGATING
@@ -12,7 +12,7 @@ CING, CED = JobState.CANCELLING, JobState.CANCELLED
 EXPECTED = {
     P: set(),
     Q: {P},
-    R: {Q},
+    R: {Q, PA, F},  # a retry of what failed reopens a partial or failed job
     A: {Q, R},
     S: {A},
     PA: {A},
@@ -28,9 +28,15 @@ def test_the_transition_table_is_exactly_the_documented_one() -> None:
     assert all(sources_of(target) == JOB_TRANSITIONS[target] for target in JobState)
 
 
-def test_terminal_states_are_left_by_no_transition() -> None:
+def test_terminal_states_are_left_only_by_a_retry_reopening_a_job_with_failures() -> None:
     assert {S, PA, F, CED} == JOB_TERMINAL
-    assert not any(set(sources) & JOB_TERMINAL for sources in JOB_TRANSITIONS.values())
+    assert JOB_REOPENABLE == {PA, F}
+    leaving = {
+        (source, target)
+        for target, sources in JOB_TRANSITIONS.items()
+        for source in set(sources) & JOB_TERMINAL
+    }
+    assert leaving == {(PA, R), (F, R)}
 
 
 def test_a_planning_job_can_only_be_queued_failed_or_cancelled() -> None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from tilerunner.errors import InvalidRequestError, RetryableError
+from tilerunner.errors import InvalidRequestError, LeaseLostError
 
 __all__ = [
     "Clock",
@@ -109,26 +109,6 @@ class Depth:
     def total(self) -> int:
         """All messages still on the queue, whatever their state."""
         return self.visible + self.in_flight + self.delayed + self.dead
-
-
-class LeaseLostError(RetryableError):
-    """The lease is no longer held: it expired and was redelivered, or was acked or dead-lettered.
-
-    The holder must drop its result instead of acking it; the current holder (or the dead-letter
-    set) owns the message now. Heartbeat more often or lease with a longer visibility if this
-    happens to healthy workers.
-    """
-
-    code = "lease_lost"
-
-    def __init__(self, queue: str, message_id: str) -> None:
-        super().__init__(
-            f"lease on message {message_id!r} of queue {queue!r} is no longer held (it expired and "
-            "was redelivered, or was acked or dead-lettered); drop this result, and extend leases "
-            "more often or lease with a longer visibility"
-        )
-        self.queue = queue
-        self.message_id = message_id
 
 
 @runtime_checkable

@@ -54,6 +54,11 @@ def aggregate_job(
     job = store.get_job(job_id)
     if job is None:
         raise LookupError(job_id)
+    if job.status in (JobState.CANCELLING, JobState.CANCELLED):
+        # its last regions finished after the cancel: what finished is kept, nothing is written
+        counts = store.counts(job_id)
+        log.info("job %s was cancelled; not aggregated", job_id)
+        return AggregateResult(job_id, JobState(job.status), 0, [], counts, {})
     store.set_job_state(job_id, JobState.AGGREGATING)
     spec = JobSpec.model_validate(job.spec)
     per_image = [

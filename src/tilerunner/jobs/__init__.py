@@ -11,9 +11,17 @@ from tilerunner.jobs.spec import (
     TilingSpec,
     parse_job,
 )
-from tilerunner.jobs.states import JOB_TERMINAL, JOB_TRANSITIONS, ImageState, JobState, RegionState
+from tilerunner.jobs.states import (
+    JOB_REOPENABLE,
+    JOB_TERMINAL,
+    JOB_TRANSITIONS,
+    ImageState,
+    JobState,
+    RegionState,
+)
 
 __all__ = [
+    "JOB_REOPENABLE",
     "JOB_TERMINAL",
     "JOB_TRANSITIONS",
     "CallbackSpec",

@@ -9,17 +9,16 @@ request.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from tilerunner.errors import StoreError
 from tilerunner.security.keys import Scope
+from tilerunner.store.base import StoreBase
 from tilerunner.store.tables import api_keys
 
 __all__ = ["LAST_USED_EVERY", "ApiKeyRecord", "KeyRepository"]
@@ -46,12 +45,8 @@ class ApiKeyRecord:
         return self.revoked_at is not None
 
 
-class KeyRepository:
+class KeyRepository(StoreBase):
     """The ``api_keys`` table."""
-
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
-        self.engine = engine
-        self._clock = clock
 
     def create(
         self,
@@ -129,14 +124,6 @@ class KeyRepository:
                 .values(last_used_at=now)
             ).rowcount
         return bool(changed)
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except DBAPIError as error:
-            raise StoreError(f"state database error: {error.orig}") from error
 
 
 def _record(row: Mapping[Any, Any]) -> ApiKeyRecord:

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import JOB_TERMINAL, JobState
+from tilerunner.store.base import StoreBase
 from tilerunner.store.records import OutboxItem
 from tilerunner.store.tables import outbox
 
@@ -88,24 +87,8 @@ class _Claimed(Protocol):
     def id(self) -> int: ...
 
 
-class OutboxStore:
+class OutboxStore(StoreBase):
     """The outbox methods of :class:`tilerunner.store.Store` (a mixin over its connection)."""
-
-    _clock: Callable[[], float]
-
-    if TYPE_CHECKING:
-
-        def _begin(self) -> AbstractContextManager[Connection]: ...
-
-        def _event(
-            self,
-            conn: Connection,
-            job_id: str,
-            kind: str,
-            message: str,
-            image_idx: int | None = None,
-            region_idx: int | None = None,
-        ) -> None: ...
 
     # ------------------------------------------------------------ scheduling
     def add_outbox(self, job_id: str, kind: str) -> bool:

@@ -10,14 +10,13 @@ which writes a job already planned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from tilerunner.georef import ImageGeoref
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
+from tilerunner.store.base import StoreBase
 from tilerunner.store.outbox import insert_ignore
 from tilerunner.store.records import ImagePlan
 from tilerunner.store.tables import images, jobs, outbox, regions
@@ -29,24 +28,10 @@ PLAN = "plan"
 _BATCH = 5000
 
 
-class PlanStore:
+class PlanStore(StoreBase):
     """The planning methods of :class:`tilerunner.store.Store` (a mixin over its connection)."""
 
-    _clock: Callable[[], float]
-
-    if TYPE_CHECKING:
-
-        def _begin(self) -> AbstractContextManager[Connection]: ...
-
-        def _event(
-            self,
-            conn: Connection,
-            job_id: str,
-            kind: str,
-            message: str,
-            image_idx: int | None = None,
-            region_idx: int | None = None,
-        ) -> None: ...
+    if TYPE_CHECKING:  # provided by Store (repository.py)
 
         def _images_closed(self, conn: Connection, job_id: str, n: int) -> None: ...
 

@@ -9,18 +9,21 @@ unique key).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.features import TileFailure
-from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
+from tilerunner.jobs.states import (
+    JOB_REOPENABLE,
+    ImageState,
+    JobState,
+    RegionState,
+    sources_of,
+)
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
 from tilerunner.store.plans import PlanStore, georef_of
 from tilerunner.store.records import (
@@ -43,6 +46,8 @@ from tilerunner.store.tiles import (
 __all__ = ["AGGREGATE", "Store"]
 
 _BATCH = 5000
+# the first finished region moves a job to running from where the states table allows it
+_STARTABLE = [s.value for s in sources_of(JobState.RUNNING)]
 
 
 # The hot path of completion as prebuilt statements: built once, they skip SQLAlchemy's
@@ -74,10 +79,6 @@ _INSERT_FEATURES = insert(features)
 
 class Store(OutboxStore, PlanStore, ResultStore, TileStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
-
-    def __init__(self, engine: Engine, clock: Any = time.time) -> None:
-        self.engine = engine
-        self._clock = clock
 
     # ----------------------------------------------------------------- jobs
     def create_job(
@@ -428,12 +429,14 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
                 update(jobs)
                 .where(
                     jobs.c.id == job_id,
-                    jobs.c.status.in_([JobState.PARTIAL.value, JobState.FAILED.value]),
+                    jobs.c.status.in_([s.value for s in JOB_REOPENABLE]),
                 )
                 .values(status=JobState.RUNNING.value, finished_at=None, error=None)
             ).rowcount
-            if changed:
-                conn.execute(outbox.delete().where(outbox.c.job_id == job_id))
+            if changed:  # aggregated again when its regions finish again
+                conn.execute(
+                    outbox.delete().where(outbox.c.job_id == job_id, outbox.c.kind == AGGREGATE)
+                )
                 self._event(conn, job_id, "reopened", "failed regions requeued")
         return bool(changed)
 
@@ -529,35 +532,6 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             ]
 
     # ------------------------------------------------------------ internals
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        """A transaction; database failures surface as StoreError (the caller retries)."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except DBAPIError as error:
-            raise StoreError(f"state database error: {error.orig}") from error
-
-    def _event(
-        self,
-        conn: Connection,
-        job_id: str,
-        kind: str,
-        message: str,
-        image_idx: int | None = None,
-        region_idx: int | None = None,
-    ) -> None:
-        conn.execute(
-            insert(events).values(
-                job_id=job_id,
-                at=self._clock(),
-                kind=kind,
-                message=message,
-                image_idx=image_idx,
-                region_idx=region_idx,
-            )
-        )
-
     @staticmethod
     def _insert_features(
         conn: Connection, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows
@@ -599,7 +573,7 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
         if finished == 1:
             started = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == JobState.QUEUED.value)
+                .where(jobs.c.id == job_id, jobs.c.status.in_(_STARTABLE))
                 .values(status=JobState.RUNNING.value, started_at=self._clock())
             ).rowcount
             if started:

@@ -8,15 +8,15 @@ exactly.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, delete, insert, select
 
 from tilerunner.jobs.features import FeatureRows
+from tilerunner.store.base import StoreBase
 from tilerunner.store.tables import results
 
 __all__ = ["ImageResults", "ResultStore", "read_results", "replace_results"]
@@ -41,12 +41,8 @@ class ImageResults:
             )
 
 
-class ResultStore:
+class ResultStore(StoreBase):
     """The results methods of :class:`tilerunner.store.Store` (a mixin over its connection)."""
-
-    if TYPE_CHECKING:
-
-        def _begin(self) -> AbstractContextManager[Connection]: ...
 
     def replace_results(self, job_id: str, parts: list[ImageResults]) -> int:
         """Replace the job's stored results with ``parts`` (one transaction); features written."""

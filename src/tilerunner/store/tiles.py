@@ -16,7 +16,6 @@ the region's and replaces its failure rows with the new ones. Failures count (``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
@@ -40,6 +39,7 @@ from sqlalchemy import (
 
 from tilerunner.jobs.features import TileFailure
 from tilerunner.jobs.states import RegionState
+from tilerunner.store.base import StoreBase
 from tilerunner.store.records import JobError
 from tilerunner.store.tables import images, metadata, regions
 from tilerunner.tiling import Window
@@ -170,12 +170,10 @@ def tile_errors(conn: Connection, job_id: str) -> list[JobError]:
     ]
 
 
-class TileStore:
+class TileStore(StoreBase):
     """The tile-failure methods of :class:`tilerunner.store.Store` (a mixin)."""
 
-    if TYPE_CHECKING:
-
-        def _begin(self) -> AbstractContextManager[Connection]: ...
+    if TYPE_CHECKING:  # provided by Store (repository.py)
 
         def _region_reopened(self, conn: Connection, job_id: str, image_idx: int) -> None: ...
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from tilerunner.broker import LeaseLostError
-from tilerunner.errors import InvalidRequestError, RetryableError, TilerunnerError
-from tilerunner.work.items import Assignment
+from tilerunner.errors import InvalidRequestError, LeaseLostError, RetryableError, TilerunnerError
+from tilerunner.work.items import Assignment, parse_item
 from tilerunner.work.results import WorkerReport, WorkResult
 from tilerunner.work.wire import (
     CompleteBody,
@@ -28,11 +28,25 @@ from tilerunner.work.wire import (
     FeaturesBody,
     HeartbeatBody,
     LeaseBody,
-    LeaseReply,
     TileFailureBody,
 )
 
 __all__ = ["HttpWorkSource"]
+
+
+class _Leased(BaseModel):
+    """A leased item as it arrives, before its kind decides how the item is read."""
+
+    lease: str
+    model: str
+    attempt: int
+    expires_at: float
+    item: dict[str, Any]
+
+
+class _LeaseEnvelope(BaseModel):
+    items: list[_Leased]
+
 
 _TIMEOUT = 30.0
 
@@ -61,10 +75,16 @@ class HttpWorkSource:
 
     def lease(self, models: Sequence[str], max_items: int, wait_seconds: float) -> list[Assignment]:
         body = LeaseBody(models=list(models), max=max_items, wait_seconds=wait_seconds)
-        reply = LeaseReply.model_validate(
-            self._post("/v1/work/lease", body.model_dump(), timeout=wait_seconds + _TIMEOUT)
-        )
-        return [Assignment(i.lease, i.model, i.attempt, i.expires_at, i.item) for i in reply.items]
+        data = self._post("/v1/work/lease", body.model_dump(), timeout=wait_seconds + _TIMEOUT)
+        try:
+            reply = _LeaseEnvelope.model_validate(data)
+        except ValidationError as error:
+            raise RetryableError(f"the API's lease answer is malformed: {error}") from None
+        # each item by its kind: one this worker does not know says to upgrade it
+        return [
+            Assignment(i.lease, i.model, i.attempt, i.expires_at, parse_item(i.item))
+            for i in reply.items
+        ]
 
     def extend(self, assignment: Assignment) -> Assignment:
         reply = ExtendReply.model_validate(self._post(f"/v1/work/{assignment.token}/extend", {}))

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tilerunner import __version__
-from tilerunner.broker import LeaseLostError
 from tilerunner.errors import (
     InvalidRequestError,
+    LeaseLostError,
     QueueError,
     RetryableError,
     StoreError,

@@ -1,0 +1,59 @@
+"""What every part of the store shares: the engine, the clock, transactions and the timeline.
+
+:class:`~tilerunner.store.Store` is assembled from one mixin per group of tables (jobs and
+regions in ``repository``, ``outbox``, ``plans``, ``results``, ``tiles``); each of them, and the
+key repository, builds on :class:`StoreBase`, so there is one transaction helper and one way to
+write a timeline event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, insert
+from sqlalchemy.exc import DBAPIError
+
+from tilerunner.errors import StoreError
+from tilerunner.store.tables import events
+
+__all__ = ["StoreBase"]
+
+
+class StoreBase:
+    """An engine and a clock; transactions whose database errors surface as StoreError."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction; database failures surface as StoreError (the caller retries)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as error:
+            raise StoreError(f"state database error: {error.orig}") from error
+
+    def _event(
+        self,
+        conn: Connection,
+        job_id: str,
+        kind: str,
+        message: str,
+        image_idx: int | None = None,
+        region_idx: int | None = None,
+    ) -> None:
+        """One entry of the job's timeline, in the caller's transaction."""
+        conn.execute(
+            insert(events).values(
+                job_id=job_id,
+                at=self._clock(),
+                kind=kind,
+                message=message,
+                image_idx=image_idx,
+                region_idx=region_idx,
+            )
+        )
