@@ -38,9 +38,10 @@ from tilerunner.jobs import parse_job
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.store import ImagePlan, Store, open_store
 from tilerunner.testing.onnx_models import make_detector_onnx
-from tilerunner.work import WorkResult, WorkService, WorkServiceOptions, WorkSource
+from tilerunner.work import WorkResult, WorkSource
+from tilerunner.work.direct import DirectWorkSource
 from tilerunner.work.http import HttpWorkSource
-from tilerunner.work.source import DirectWorkSource
+from tilerunner.work.service import WorkService, WorkServiceOptions
 
 ENV = {**os.environ, "TILERUNNER_LEASE_SECONDS": "60"}
 

@@ -26,7 +26,8 @@ from tilerunner.models import load_model
 from tilerunner.security.keys import Scope, generate_key
 from tilerunner.settings import Settings
 from tilerunner.store import KeyRepository, Store, open_store
-from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
+from tilerunner.work.direct import DirectWorkSource
+from tilerunner.work.service import WorkService, WorkServiceOptions
 from tilerunner.worker import Worker, WorkerOptions
 
 App = Callable[..., tuple[TestClient, Store, str]]

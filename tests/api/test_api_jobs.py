@@ -15,7 +15,8 @@ from tilerunner.jobs import queue_name
 from tilerunner.models import load_model
 from tilerunner.settings import Settings
 from tilerunner.store import Store, open_store
-from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
+from tilerunner.work.direct import DirectWorkSource
+from tilerunner.work.service import WorkService, WorkServiceOptions
 from tilerunner.worker import Worker, WorkerOptions
 
 

@@ -18,7 +18,8 @@ from tilerunner.coordinator import Coordinator, accept_job, cancel_job, submit_j
 from tilerunner.jobs import JobState, parse_job
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.store import Store, open_store
-from tilerunner.work import WorkResult, WorkService, WorkServiceOptions
+from tilerunner.work import WorkResult
+from tilerunner.work.service import WorkService, WorkServiceOptions
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ from tilerunner.models import wrap_model
 from tilerunner.store import Store, open_store
 from tilerunner.testing import FailingModel, TruthDetector
 from tilerunner.tiling import TileGrid, Window
-from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions
+from tilerunner.work.direct import DirectWorkSource
+from tilerunner.work.service import WorkService, WorkServiceOptions
 from tilerunner.worker import Worker, WorkerOptions
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,21 +7,25 @@ a worker that can only dial out (a SLURM job, a box behind a firewall) pulls its
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
-from tilerunner.models import load_model
 from tilerunner.settings import Settings
-from tilerunner.work import DirectWorkSource, WorkService, WorkServiceOptions, WorkSource
-from tilerunner.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from tilerunner.work import WorkSource
 
 __all__ = ["worker"]
+
+log = logging.getLogger(__name__)
 
 _LONG_POLL = 10.0
 
@@ -41,6 +45,8 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
 def _direct_source(settings: Settings, store_url: str | None, broker_url: str | None,
                    until_job: str | None) -> WorkSource:  # fmt: skip
     from tilerunner.store import open_store
+    from tilerunner.work.direct import DirectWorkSource
+    from tilerunner.work.service import WorkService, WorkServiceOptions
 
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
@@ -84,6 +90,9 @@ def worker(
     until_job: str | None,
 ) -> None:
     """Serve models: lease their work, run them, record the results."""
+    from tilerunner.models import load_model
+    from tilerunner.worker import Worker, WorkerOptions
+
     api_url = api_url or settings.api_url
     if api_url and (store_url or broker_url):
         raise InvalidRequestError(
@@ -112,6 +121,7 @@ def worker(
         readers=readers,
         lease_seconds=settings.lease_seconds,
         wait_seconds=_LONG_POLL if api_url else 0.0,
+        read_retries=settings.read_retries,
     )
     runner = Worker(source, models, options, env=settings.gdal_env())
 
@@ -129,4 +139,5 @@ def worker(
         assert until_job is not None
         return source.job_finished(until_job)
 
+    log.debug("worker: ready, serving %s", ", ".join(sorted(models)))
     runner.run(until=_job_finished if until_job else None)

@@ -25,7 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from tilerunner.api.deps import require
 from tilerunner.broker import LeaseLostError
 from tilerunner.security.keys import Scope
-from tilerunner.work import WorkResult, WorkService, WorkServiceOptions
+from tilerunner.work import WorkResult
+from tilerunner.work.service import WorkService, WorkServiceOptions
 from tilerunner.work.wire import (
     CompleteBody,
     CompleteReply,
