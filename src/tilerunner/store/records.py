@@ -7,6 +7,7 @@ from typing import Any
 
 from tilerunner.georef.record import ImageGeoref
 from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.states import ImageState, JobState
 from tilerunner.tiling.window import Window
 
 __all__ = [
@@ -45,7 +46,7 @@ class ImageRecord:
     width: int
     height: int
     region_tiles: int
-    state: str
+    state: ImageState
     georef: ImageGeoref | None = None
     """What planning recorded from the header; None for images planned before it was."""
 
@@ -55,7 +56,7 @@ class JobRecord:
     id: str
     name: str | None
     spec: dict[str, Any]
-    status: str
+    status: JobState
     created_at: float
     started_at: float | None
     finished_at: float | None

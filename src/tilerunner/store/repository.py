@@ -9,7 +9,7 @@ unique key).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,7 +114,7 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._begin() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return None if row is None else JobRecord(**dict(row))
+        return None if row is None else _job_record(row)
 
     def list_jobs(
         self,
@@ -144,7 +144,7 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             )
         query = query.order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
         with self._begin() as conn:
-            return [JobRecord(**dict(r)) for r in conn.execute(query).mappings()]
+            return [_job_record(r) for r in conn.execute(query).mappings()]
 
     def set_job_state(self, job_id: str, target: JobState, error: str | None = None) -> bool:
         """Move a job to ``target`` if its transitions allow it from the current state."""
@@ -283,7 +283,7 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             width=row["width"] or 0,
             height=row["height"] or 0,
             region_tiles=row["region_tiles"] or 0,
-            state=row["state"],
+            state=ImageState(row["state"]),
             georef=georef_of(row.get("georef")),
         )
 
@@ -613,3 +613,7 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             self._event(
                 conn, job_id, "all_regions_finished", "every region finished; aggregation scheduled"
             )
+
+
+def _job_record(row: Mapping[Any, Any]) -> JobRecord:
+    return JobRecord(**{**dict(row), "status": JobState(row["status"])})
