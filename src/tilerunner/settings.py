@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tilerunner.errors import InvalidRequestError
-from tilerunner.imagery import GdalEnv
 from tilerunner.security.urls import UrlPolicy, parse_allowed_host
+
+if TYPE_CHECKING:  # imported when asked for: GDAL's import costs every command's start-up
+    from tilerunner.imagery import GdalEnv
 
 __all__ = ["Settings", "load_settings"]
 
@@ -119,6 +121,8 @@ class Settings(BaseSettings):
         return self.broker_url or self.store_url
 
     def gdal_env(self) -> GdalEnv:
+        from tilerunner.imagery import GdalEnv
+
         return GdalEnv.for_s3(endpoint_url=self.s3_endpoint_url)
 
     def url_policy(self) -> UrlPolicy:

@@ -10,7 +10,7 @@ import pytest
 import shapely
 from pyproj import CRS
 
-from tilerunner.errors import InvalidRequestError, UnknownNameError
+from tilerunner.errors import InvalidRequestError
 from tilerunner.georef import Georeferencer, signed_area
 from tilerunner.outputs import CSV_COLUMNS, FeatureTable, writer_for
 
@@ -132,13 +132,13 @@ def test_csv_columns_and_rows(tmp_path: Path, both: FeatureTable) -> None:
 
 
 def test_unknown_extension_lists_formats(tmp_path: Path) -> None:
-    with pytest.raises(UnknownNameError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         writer_for(str(tmp_path / "result.shp"))
     message = str(info.value)
     assert "'.shp'" in message
     for ext in (".geojson", ".parquet", ".csv"):
         assert ext in message
-    with pytest.raises(UnknownNameError, match="geoparquet"):
+    with pytest.raises(InvalidRequestError, match="geoparquet"):
         writer_for("out.dat", fmt="geoparqet")
 
 

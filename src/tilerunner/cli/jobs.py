@@ -7,17 +7,17 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import cancel_job, job_features, job_view, process_outbox, submit_job
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
-from tilerunner.outputs import check_writable, writer_for
 from tilerunner.settings import Settings
-from tilerunner.store import Store, open_store
+
+if TYPE_CHECKING:
+    from tilerunner.store import Store
 
 __all__ = ["cancel", "results", "submit"]
 
@@ -44,6 +44,11 @@ def _require_job(store: Store, job_id: str) -> None:
 def submit(settings: Settings, document: Path, store_url: str | None, broker_url: str | None,
            wait: bool, timeout: float | None) -> None:  # fmt: skip
     """Validate, plan and enqueue the job DOCUMENT (JSON); prints the job id."""
+    from tilerunner.coordinator import process_outbox, submit_job
+    from tilerunner.coordinator.planner import check_outputs
+    from tilerunner.jobs import JOB_TERMINAL, JobState, parse_job
+    from tilerunner.store import open_store
+
     try:
         text = document.read_text(encoding="utf-8")
     except OSError as error:
@@ -51,6 +56,7 @@ def submit(settings: Settings, document: Path, store_url: str | None, broker_url
             f"cannot read job document {str(document)!r}: {error.strerror}"
         ) from None
     spec = parse_job(text)
+    check_outputs(spec)  # before the store is opened: an invalid job leaves nothing behind
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
     job_id, _ = submit_job(
@@ -89,11 +95,14 @@ def results(
     settings: Settings, job_id: str, outputs: tuple[str, ...], store_url: str | None
 ) -> None:
     """Write the merged features of JOB_ID (finished images so far) to files."""
+    from tilerunner.coordinator import job_features
+    from tilerunner.outputs import check_output, writer_for
+    from tilerunner.store import open_store
+
+    for uri in outputs:  # before the store is opened or any feature read
+        check_output(uri, label=f"-o {uri}")
     store = open_store(resolve_urls(settings, store_url, None)[0])
     _require_job(store, job_id)
-    for uri in outputs:
-        check_writable(uri)
-        writer_for(uri)  # unknown formats fail before any work
     table = job_features(store, job_id, settings.gdal_env())
     for uri in outputs:
         writer_for(uri, s3_endpoint_url=settings.s3_endpoint_url)(table, uri, None)
@@ -108,6 +117,9 @@ def results(
 def cancel(settings: Settings, job_id: str, store_url: str | None) -> None:
     """Cancel JOB_ID, keeping what finished: workers let go of its regions within one lease
     period (``cancelling``), then serve's coordinator marks it ``cancelled``."""
+    from tilerunner.coordinator import cancel_job, job_view
+    from tilerunner.store import open_store
+
     store = open_store(resolve_urls(settings, store_url, None)[0])
     _require_job(store, job_id)
     state = cancel_job(store, job_id)

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Column, Table
 
 from tilerunner.cli.common import handle_errors
 from tilerunner.cli.options import resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
 from tilerunner.security.keys import DEFAULT_PROJECT, Scope, check_project, generate_key
 from tilerunner.settings import Settings
-from tilerunner.store import ApiKeyRecord, KeyRepository, open_store
+
+if TYPE_CHECKING:
+    from tilerunner.store import ApiKeyRecord, KeyRepository
 
 __all__ = ["keys"]
 
 
 def _repository(settings: Settings, store_url: str | None) -> KeyRepository:
+    from tilerunner.store import KeyRepository, open_store
+
     return KeyRepository(open_store(resolve_urls(settings, store_url, None)[0]).engine)
 
 
@@ -106,6 +109,9 @@ def list_keys(settings: Settings, store_url: str | None, as_json: bool) -> None:
         ]
         click.echo(json.dumps(rows, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Column, Table
+
     table = Table(
         Column("id", no_wrap=True),
         "name",

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.console import Console
-from rich.table import Table
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import retry_failed
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import JobSpec, queue_name
 from tilerunner.settings import Settings
-from tilerunner.store import Store, open_store
+
+if TYPE_CHECKING:
+    from tilerunner.store import Store
 
 __all__ = ["queue"]
 
 
 def _models(store: Store, models: tuple[str, ...]) -> list[str]:
+    from tilerunner.jobs import JobSpec
+
     if models:
         return list(models)
     found = {JobSpec.model_validate(j.spec).pipeline[0].model for j in store.list_jobs(1000)}
@@ -44,6 +46,12 @@ def depth(
     settings: Settings, models: tuple[str, ...], store_url: str | None, broker_url: str | None
 ) -> None:
     """Messages visible, in flight, delayed and dead per model queue."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tilerunner.jobs import queue_name
+    from tilerunner.store import open_store
+
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     queue_for = queue_factory(broker_url, settings)
     table = Table("queue", "visible", "in flight", "delayed", "dead")
@@ -65,6 +73,12 @@ def depth(
 def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_url: str | None,
                  broker_url: str | None) -> None:  # fmt: skip
     """Dead-lettered regions with their attempts and last error."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tilerunner.jobs import queue_name
+    from tilerunner.store import open_store
+
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     queue_for = queue_factory(broker_url, settings)
     table = Table("message", "attempts", "reason")
@@ -83,6 +97,9 @@ def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_
 def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: str | None) -> None:
     """Retry the failed (dead-lettered) regions of JOB_ID, and the tiles that failed alone
     (only those tiles are redone; their regions keep everything else)."""
+    from tilerunner.coordinator import retry_failed
+    from tilerunner.store import open_store
+
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
     store = open_store(store_url)
     job = store.get_job(job_id)

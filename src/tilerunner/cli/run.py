@@ -10,26 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
-from tilerunner.cli.progress import JobProgress, print_summary
-from tilerunner.coordinator import QueueFor, aggregate_job, process_outbox, repair, submit_job
 from tilerunner.errors import InvalidRequestError
-from tilerunner.imagery import expand_sources
-from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, parse_job
-from tilerunner.models import load_model
-from tilerunner.outputs import check_writable
 from tilerunner.settings import Settings
-from tilerunner.store import Store, open_store
+
+if TYPE_CHECKING:
+    from tilerunner.coordinator import QueueFor
+    from tilerunner.jobs import JobSpec
+    from tilerunner.store import Store
 
 __all__ = ["run"]
+
+log = logging.getLogger(__name__)
 
 _MODEL_NAME = "model"
 _SWEEP_SECONDS = 10.0
@@ -38,6 +40,8 @@ _SWEEP_SECONDS = 10.0
 def _job_document(
     sources: tuple[str, ...], task: str, outputs: tuple[str, ...], options: dict[str, object]
 ) -> JobSpec:
+    from tilerunner.jobs import parse_job
+
     return parse_job(
         {
             "name": options["name"],
@@ -202,6 +206,17 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         state_path: Path, preview: Path | None, quiet: bool) -> None:  # fmt: skip
     """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine."""
     started = time.monotonic()
+    log.debug("run: command started")
+    from tilerunner.cli.progress import print_summary
+    from tilerunner.coordinator import aggregate_job, process_outbox, submit_job
+    from tilerunner.imagery import expand_sources
+    from tilerunner.jobs import JobState
+    from tilerunner.models import load_model
+    from tilerunner.outputs import check_output
+    from tilerunner.store import open_store
+
+    for uri in outputs:  # before the model is loaded, the state opened or a worker started
+        check_output(uri, label=f"-o {uri}")
     params = parse_params(model_params)
     model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
     spec = _job_document(
@@ -219,24 +234,27 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
             f"model {model_spec!r} is a segmentation model; segmentation outputs are not "
             "supported in this version (use a detect or classify model)"
         )
-    for output in spec.outputs:  # invalid jobs store nothing: check before the state exists
-        check_writable(output.uri)
-    expand_sources(spec.source_pairs())
+    expand_sources(spec.source_pairs())  # a missing source stores nothing: checked first
     state_path = state_path.resolve()
     url = f"sqlite:///{state_path}"
+    log.debug("run: opening the state %s", state_path)
     store = open_store(url)
     queue_for = queue_factory(url, settings)
+    log.debug("run: state open; planning")
     job_id, created = submit_job(
         store, queue_for, spec, job_id=_job_id(spec, model_spec), env=settings.gdal_env()
     )
+    log.debug("run: job %s planned", job_id)
     if not created:
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
     _process(store, queue_for, job_id, settings, state_path, url, model_spec, model_params,
              batch_size, readers, workers, quiet)  # fmt: skip
+    log.debug("run: every region finished; aggregating")
     env = settings.gdal_env()
     result = process_outbox(
         store, f"run-{os.getpid()}", env, settings.s3_endpoint_url, job_id=job_id
     ) or aggregate_job(store, job_id, env, settings.s3_endpoint_url)  # finished before: rewrite
+    log.debug("run: aggregated")
     if preview is not None:
         _write_preview(store, job_id, spec, preview, settings)
     print_summary(store, job_id, result, time.monotonic() - started)
@@ -249,6 +267,10 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
 def _process(store: Store, queue_for: QueueFor, job_id: str, settings: Settings, state_path: Path,
              url: str, model_spec: str, model_params: tuple[str, ...], batch_size: int,
              readers: int, workers: int, quiet: bool) -> None:  # fmt: skip
+    from tilerunner.cli.progress import JobProgress
+    from tilerunner.coordinator import repair
+    from tilerunner.jobs import JOB_TERMINAL, JobState
+
     job = store.get_job(job_id)
     if job is None or JobState(job.status) in JOB_TERMINAL:
         return
@@ -262,6 +284,7 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, settings: Settings,
         *[arg for p in model_params for arg in ("--model-param", p)],
     ]  # fmt: skip
     pool = _Workers(argv, workers, state_path.with_suffix(".workers.log"))
+    log.debug("run: started %d worker process(es)", workers)
     last_sweep = time.monotonic()
     try:
         with JobProgress(store, job_id, enabled=not quiet) as progress:

@@ -10,11 +10,8 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
-from tilerunner.coordinator import Coordinator
-from tilerunner.coordinator.callbacks import CallbackDispatcher
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
-from tilerunner.store import KeyRepository, open_store
 
 __all__ = ["serve"]
 
@@ -57,6 +54,10 @@ def serve(settings: Settings, store_url: str | None, broker_url: str | None, hos
 
     Several serve processes may run against one store: aggregations are claimed once.
     """
+    from tilerunner.coordinator import Coordinator
+    from tilerunner.coordinator.callbacks import CallbackDispatcher
+    from tilerunner.store import KeyRepository, open_store
+
     if insecure:
         _check_loopback(host)
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)

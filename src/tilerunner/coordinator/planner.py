@@ -33,7 +33,7 @@ from tilerunner.errors import (
 from tilerunner.georef import ImageGeoref
 from tilerunner.imagery import GdalEnv, expand_sources, probe, read_geo_metadata
 from tilerunner.jobs import JobSpec, JobState, RegionMessage, queue_name
-from tilerunner.outputs import check_writable
+from tilerunner.outputs import check_output
 from tilerunner.store import ImagePlan, Store
 from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
 from tilerunner.store.plans import PLAN
@@ -42,6 +42,7 @@ from tilerunner.tiling import RegionGrid, TileGrid
 __all__ = [
     "QueueFor",
     "accept_job",
+    "check_outputs",
     "plan_images",
     "plan_job",
     "process_plans",
@@ -124,9 +125,15 @@ def accept_job(
     return _accept(store, spec, project, job_id)[0]
 
 
+def check_outputs(spec: JobSpec) -> None:
+    """Every output of ``spec`` has a known format and a writable location (InvalidRequestError
+    naming the output and what to change otherwise); called before anything is stored."""
+    for index, output in enumerate(spec.outputs):
+        check_output(output.uri, output.format, label=f"outputs[{index}] {output.uri!r}")
+
+
 def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tuple[str, bool]:
-    for output in spec.outputs:
-        check_writable(output.uri)
+    check_outputs(spec)
     if job_id is not None and store.get_job(job_id) is not None:
         return job_id, False  # resumed: its sources were checked when it was accepted
     expand_sources(spec.source_pairs())  # a missing path or empty folder fails now

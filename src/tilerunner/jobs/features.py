@@ -6,12 +6,13 @@ Both are what a worker reports and the store records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from tilerunner.tiling.window import Window
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the store's readers need none
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["FeatureRows", "TileFailure"]
 
@@ -19,13 +20,19 @@ __all__ = ["FeatureRows", "TileFailure"]
 MESSAGE_LIMIT = 1000
 
 
+def _empty(*shape: int, dtype: str = "float64") -> NDArray[Any]:
+    import numpy as np
+
+    return np.zeros(shape, dtype=dtype)
+
+
 @dataclass(slots=True)
 class FeatureRows:
     """The owned features of one region, columnar, in full-image pixel coordinates."""
 
-    boxes: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
-    scores: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    class_ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    boxes: NDArray[np.float64] = field(default_factory=lambda: _empty(0, 4))
+    scores: NDArray[np.float64] = field(default_factory=lambda: _empty(0))
+    class_ids: NDArray[np.int64] = field(default_factory=lambda: _empty(0, dtype="int64"))
     labels: list[str] = field(default_factory=list)
     extra: list[dict[str, Any] | None] | None = None
 
@@ -34,6 +41,8 @@ class FeatureRows:
 
     @classmethod
     def concat(cls, parts: list[FeatureRows]) -> FeatureRows:
+        import numpy as np
+
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls()

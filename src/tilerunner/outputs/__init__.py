@@ -1,7 +1,8 @@
 """Outputs: the columnar feature table and its GeoJSON, GeoParquet, CSV and preview writers.
 
-:func:`writer_for` picks the format from the file extension; :func:`check_writable` is called
-when a job is validated so a bad output path fails before any work is done.
+:func:`writer_for` picks the format from the file extension (:func:`output_format`);
+:func:`check_output` is called when a job is validated, so a bad output name or path fails
+before any work is done.
 """
 
 from tilerunner.outputs.csv import CSV_COLUMNS, write_csv
@@ -13,7 +14,9 @@ from tilerunner.outputs.writers import (
     FORMATS,
     Writer,
     atomic_path,
+    check_output,
     check_writable,
+    output_format,
     write_output,
     writer_for,
 )
@@ -24,9 +27,11 @@ __all__ = [
     "FeatureTable",
     "Writer",
     "atomic_path",
+    "check_output",
     "check_writable",
     "geojson_chunks",
     "geojson_features",
+    "output_format",
     "write_csv",
     "write_geojson",
     "write_geoparquet",

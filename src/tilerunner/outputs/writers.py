@@ -3,8 +3,8 @@
 The format follows from the file extension (``.geojson``/``.json``, ``.parquet``/``.geoparquet``,
 ``.csv``) unless named explicitly. Two guarantees matter to users:
 
-* :func:`check_writable` runs when a job is validated, before any work, so a typo in ``-o`` fails
-  in a second instead of after an hour of inference.
+* :func:`check_output` (format and location) runs when a job is validated, before any work, so
+  a typo in ``-o`` fails in a second instead of after an hour of inference.
 * Every file is written to a temporary name in the target directory and moved into place with
   ``os.replace``, which is atomic on one filesystem: readers see the old file or the complete
   new one, never a half-written one, and a failure leaves no partial file behind. ``s3://``
@@ -14,20 +14,30 @@ The format follows from the file extension (``.geojson``/``.json``, ``.parquet``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from tilerunner.errors import InvalidRequestError, RetryableError, UnknownNameError
+from tilerunner.errors import InvalidRequestError, RetryableError
 from tilerunner.outputs.csv import write_csv
 from tilerunner.outputs.geojson import write_geojson
 from tilerunner.outputs.geoparquet import write_geoparquet
 from tilerunner.outputs.table import FeatureTable
 
-__all__ = ["FORMATS", "Writer", "atomic_path", "check_writable", "write_output", "writer_for"]
+__all__ = [
+    "FORMATS",
+    "Writer",
+    "atomic_path",
+    "check_output",
+    "check_writable",
+    "output_format",
+    "write_output",
+    "writer_for",
+]
 
 
 class _LocalWriter(Protocol):
@@ -60,28 +70,52 @@ def _is_s3(uri: str) -> bool:
     return uri.lower().startswith("s3://")
 
 
-def writer_for(uri: str, fmt: str | None = None, *, s3_endpoint_url: str | None = None) -> Writer:
-    """The writer for ``uri``, by ``fmt`` if given, else by the file extension."""
+def output_format(uri: str, fmt: str | None = None, *, label: str | None = None) -> str:
+    """The format name of the output ``uri``: ``fmt`` if given, else from the file extension.
+
+    An unknown format raises :class:`InvalidRequestError` saying what to change; ``label`` is
+    how the caller named the output (``-o out.shp``, ``outputs[0] 'out.shp'``), by default
+    ``output 'out.shp'``.
+    """
+    label = label or f"output {uri!r}"
     if fmt is not None:
         name = _ALIASES.get(fmt.lower(), fmt.lower())
         if name not in FORMATS:
-            raise UnknownNameError(
-                "output format", fmt, FORMATS, hint="formats: geojson, geoparquet, csv"
+            raise InvalidRequestError(
+                f"{label}: unknown output format {fmt!r}{_did_you_mean(fmt.lower(), FORMATS)}; "
+                "use geojson, geoparquet or csv"
             )
-    else:
-        ext = os.path.splitext(urlsplit(uri).path if _is_s3(uri) else uri)[1].lower()
-        if ext not in _EXTENSIONS:
-            raise UnknownNameError(
-                "output file extension",
-                ext or uri,
-                _EXTENSIONS,
-                hint=(
-                    f"name the output {uri!r} .geojson/.json (GeoJSON), .parquet/.geoparquet "
-                    "(GeoParquet) or .csv (CSV), or pass the format explicitly"
-                ),
-            )
-        name = _EXTENSIONS[ext]
-    write_local = FORMATS[name]
+        return name
+    ext = os.path.splitext(urlsplit(uri).path if _is_s3(uri) else uri)[1].lower()
+    if not ext:
+        raise InvalidRequestError(
+            f"{label}: no file extension to tell the output format; "
+            "end the name in .geojson, .parquet or .csv"
+        )
+    if ext not in _EXTENSIONS:
+        raise InvalidRequestError(
+            f"{label}: unknown output format {ext!r}{_did_you_mean(ext, _EXTENSIONS)}; "
+            "use .geojson, .parquet or .csv"
+        )
+    return _EXTENSIONS[ext]
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_output(uri: str, fmt: str | None = None, *, label: str | None = None) -> str:
+    """Fail fast, before any work, when the output ``uri`` cannot be written: its location is
+    not writable (:func:`check_writable`; ``s3://bucket/key`` passes without a request) or its
+    format is unknown (:func:`output_format`). Returns the format name."""
+    check_writable(uri)
+    return output_format(uri, fmt, label=label)
+
+
+def writer_for(uri: str, fmt: str | None = None, *, s3_endpoint_url: str | None = None) -> Writer:
+    """The writer for ``uri``, by ``fmt`` if given, else by the file extension."""
+    write_local = FORMATS[output_format(uri, fmt)]
 
     def write(table: FeatureTable, uri: str, crs_wkt: str | None = None) -> None:
         write_output(uri, lambda path: write_local(table, path, crs_wkt), s3_endpoint_url)

@@ -3,29 +3,32 @@
 ``sqlite:///path`` (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE``
 transactions so that several worker processes can share one file without "database is locked"
 surprises; ``postgresql+psycopg://`` is used as is, with migrations serialised by an advisory
-lock.
+lock. A database already at the newest revision is recognised with one query, without Alembic
+(whose import and script loading cost a command's start-up more than its own work).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from tilerunner.errors import InvalidRequestError, StoreError
 
-__all__ = ["open_engine", "sqlite_path", "upgrade"]
+__all__ = ["head_revision", "open_engine", "schema_revisions", "sqlite_path", "upgrade"]
 
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_VERSION_TABLE = "alembic_version"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -78,23 +81,83 @@ def open_engine(url: str) -> Engine:
 _MIGRATION_LOCK = 0x7452_4D49_4752  # "tRMIGR"
 
 
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the version scripts without importing
+    them; None when it cannot be told for certain (then :func:`upgrade` asks Alembic).
+
+    Every script must assign ``revision`` and ``down_revision`` plain string literals (or
+    ``None``), as Alembic's template writes them, and exactly one revision must be no other's
+    parent; anything else (a merge, a script written differently) gives None.
+    """
+    parents: dict[str, str | None] = {}
+    for script in sorted((_MIGRATIONS / "versions").glob("*.py")):
+        values: dict[str, object] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            target, value = _assignment(node)
+            if target in ("revision", "down_revision"):
+                try:
+                    values[target] = ast.literal_eval(value) if value is not None else None
+                except ValueError:
+                    return None
+        revision, parent = values.get("revision"), values.get("down_revision", ...)
+        if not isinstance(revision, str) or not (parent is None or isinstance(parent, str)):
+            return None
+        if revision in parents:
+            return None
+        parents[revision] = parent
+    heads = set(parents) - {p for p in parents.values() if p is not None}
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+        return (target.id if isinstance(target, ast.Name) else None), node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id, node.value
+    return None, None
+
+
+def schema_revisions(engine: Engine) -> set[str]:
+    """The revisions the database says it is at (empty for a database never migrated)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table(_VERSION_TABLE):
+            return set()
+        rows = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}"))
+        return {str(row[0]) for row in rows}
+
+
 def upgrade(engine: Engine) -> None:
     """Run the Alembic migrations up to head (idempotent).
 
-    Every process that opens the store migrates it, so a cluster's workers starting together
-    race to create the same tables. SQLite serialises them with ``BEGIN IMMEDIATE``; on
-    PostgreSQL a transaction-scoped advisory lock does, and whoever comes second finds the
-    schema at head and does nothing (instead of failing on a duplicate ``CREATE TABLE``).
+    A database at head already is left alone after one query (no lock, no Alembic): schemas
+    only move forward, so once at head it stays there. Otherwise every process that opens the
+    store migrates it, so a cluster's workers starting together race to create the same
+    tables. SQLite serialises them with ``BEGIN IMMEDIATE``; on PostgreSQL a
+    transaction-scoped advisory lock does, and whoever comes second finds the schema at head
+    and does nothing (instead of failing on a duplicate ``CREATE TABLE``).
     """
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    started = time.monotonic()
     try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        head = head_revision()
+        if head is not None and schema_revisions(engine) == {head}:
+            log.debug("state database at revision %s already; nothing to migrate", head)
+            return
+        _alembic_upgrade(engine)
     except OperationalError as error:
         raise StoreError(f"cannot migrate the state database: {error.orig}") from None
+    log.debug("migrated the state database to head in %.3f s", time.monotonic() - started)
+
+
+def _alembic_upgrade(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from tilerunner.errors import StoreError
@@ -480,6 +479,8 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             ).all()
         if not rows:
             return FeatureRows()
+        import numpy as np  # here, not at the top: ``tilerunner status`` needs no arrays
+
         extra = [r.extra for r in rows]
         return FeatureRows(
             boxes=np.array([(r.x0, r.y0, r.x1, r.y1) for r in rows], dtype=np.float64),

@@ -9,15 +9,17 @@ exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import Connection, delete, insert, select
 
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.store.base import StoreBase
 from tilerunner.store.tables import results
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: ``tilerunner status`` needs none
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["ImageResults", "ResultStore", "read_results", "replace_results"]
 
@@ -57,6 +59,8 @@ class ResultStore(StoreBase):
 
 def replace_results(conn: Connection, job_id: str, parts: list[ImageResults]) -> int:
     """Delete the job's stored results and write ``parts``; returns features written."""
+    import numpy as np
+
     conn.execute(delete(results).where(results.c.job_id == job_id))
     payload: list[dict[str, Any]] = []
     for part in parts:
@@ -119,6 +123,8 @@ def read_results(conn: Connection, job_id: str) -> list[ImageResults]:
 
 
 def _image_results(image_idx: int, group: list[Any]) -> ImageResults:
+    import numpy as np
+
     extra = [r.extra for r in group]
     rows = FeatureRows(
         boxes=np.array([(r.x0, r.y0, r.x1, r.y1) for r in group], dtype=np.float64),

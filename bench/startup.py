@@ -1,0 +1,275 @@
+"""Start-up benchmark: how long the ``tilerunner`` command takes to answer, and where a small
+``run`` spends its time.
+
+Times, as a user sees them (wall clock of the whole process, median of ``--repeat`` runs):
+
+* ``help``: ``tilerunner --help``; ``run_help``: ``tilerunner run --help``;
+* ``status_new``: ``tilerunner status --store sqlite:///<new file>`` (creates and migrates it);
+* ``status_existing``: the same on a store that exists already (at the newest schema, no jobs);
+* ``run``: ``tilerunner run`` of the test model ``tilerunner.testing.models:TruthDetector``
+  over a one-tile 512 x 512 GeoTIFF (2 boxes), each time with a new ``--state``.
+
+Then, for ``run``, where its time goes: the same run with ``TILERUNNER_LOG_LEVEL=DEBUG`` (the
+run process and its worker log with millisecond timestamps) gives a timeline from the moment
+the process is started; one more run with ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime`` for
+the run process and its worker) gives the seconds each process spends importing modules.
+
+    .venv/bin/python bench/startup.py --repeat 10 --json bench-startup.json
+
+``--src DIR`` measures another checkout's ``src`` folder with this virtualenv (``PYTHONPATH``),
+e.g. the previous commit's, to compare before and after a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+TRUTH_MODEL = "tilerunner.testing.models:TruthDetector"
+
+#: Marks of the run's timeline: (phase ending at the mark, process, log message pattern).
+MARKS: list[tuple[str, str, str]] = [
+    ("process start, CLI imports, settings", "run", r"run: command started"),
+    ("command imports, model load, checks", "run", r"run: opening the state"),
+    ("state open (migrations)", "run", r"run: state open; planning"),
+    ("planning (images opened, regions queued)", "run", r"run: job \S+ planned"),
+    ("worker processes started", "run", r"run: started \d+ worker process"),
+    ("worker start: interpreter, imports, store, model", "worker", r"worker: ready"),
+    ("the job: regions leased, read, inferred, recorded", "run", r"run: every region finished"),
+    ("aggregation (merge, georeference, write outputs)", "run", r"run: aggregated"),
+]
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
+_MIGRATED = re.compile(r"migrated the state database to head in ([\d.]+) s")
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$")
+
+
+def make_image(folder: Path) -> tuple[Path, Path]:
+    """A 512 x 512 UTM GeoTIFF of seeded noise (one tile at the default tile size) and a CSV of
+    two truth boxes for the TruthDetector."""
+    tif, truth = folder / "one-tile.tif", folder / "truth.csv"
+    if not tif.exists():
+        import numpy as np
+        import rasterio
+        from rasterio.transform import from_origin
+
+        pixels = np.random.default_rng(1).integers(0, 255, size=(3, 512, 512), dtype=np.uint8)
+        with rasterio.open(
+            tif, "w", driver="GTiff", width=512, height=512, count=3, dtype="uint8",
+            crs="EPSG:32618", transform=from_origin(500000.0, 4000000.0, 0.5, 0.5),
+        ) as dst:  # fmt: skip
+            dst.write(pixels)
+    truth.write_text("xmin,ymin,xmax,ymax,label\n10,10,50,50,a\n100,120,180,200,b\n")
+    return tif, truth
+
+
+def _command() -> list[str]:
+    """The ``tilerunner`` console script of this interpreter, as a user runs it."""
+    script = Path(sys.executable).with_name("tilerunner")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tilerunner"]
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
+    """Run ``argv``; (wall seconds, CPU seconds of it and its children, start epoch)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    epoch = time.time()
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, epoch
+
+
+def _run_argv(tif: Path, truth: Path, tag: str) -> list[str]:
+    return [
+        *_command(), "run", str(tif), "--model", TRUTH_MODEL, "--model-param", f"truth={truth}",
+        "-o", f"{tag}.geojson", "--state", f"{tag}.db", "--quiet",
+    ]  # fmt: skip
+
+
+def measure(
+    workdir: Path, tif: Path, truth: Path, repeat: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """Wall and CPU seconds of each command, ``repeat`` times (the commands interleaved)."""
+    cli = _command()
+    stores = workdir / "stores"
+    stores.mkdir(exist_ok=True)
+    existing = f"sqlite:///{stores / 'existing.db'}"
+    _timed([*cli, "status", "--store", existing], workdir, env)  # create it once
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "help": lambda i: [*cli, "--help"],
+        "run_help": lambda i: [*cli, "run", "--help"],
+        "status_new": lambda i: [*cli, "status", "--store", f"sqlite:///{stores / f'new-{i}.db'}"],
+        "status_existing": lambda i: [*cli, "status", "--store", existing],
+        "run": lambda i: _run_argv(tif, truth, f"runs/run-{i}"),
+    }
+    (workdir / "runs").mkdir(exist_ok=True)
+    samples: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in commands}
+    for i in range(repeat):
+        for name, argv in commands.items():
+            wall, cpu, _ = _timed(argv(i), workdir, env)
+            samples[name]["wall"].append(round(wall, 4))
+            samples[name]["cpu"].append(round(cpu, 4))
+    return {
+        name: {
+            "median_wall_s": round(statistics.median(s["wall"]), 3),
+            "median_cpu_s": round(statistics.median(s["cpu"]), 3),
+            "wall_s": s["wall"],
+            "cpu_s": s["cpu"],
+        }
+        for name, s in samples.items()
+    }
+
+
+def _log_times(text: str) -> list[tuple[float, str]]:
+    found = []
+    for line in text.splitlines():
+        if match := _LOG_LINE.match(line):
+            stamp = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            found.append((stamp.timestamp(), match.group(4)))
+    return found
+
+
+def timeline(
+    workdir: Path, tif: Path, truth: Path, repeat: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """Seconds of each phase of ``run`` (median over ``repeat`` runs), from the log timestamps."""
+    phases: dict[str, list[float]] = {name: [] for name, _, _ in MARKS}
+    phases["summary, workers stopped, exit"] = []
+    migrations: list[float] = []
+    totals: list[float] = []
+    debug = {**env, "TILERUNNER_LOG_LEVEL": "DEBUG"}
+    for i in range(repeat):
+        tag = f"timeline/run-{i}"
+        (workdir / "timeline").mkdir(exist_ok=True)
+        argv = _run_argv(tif, truth, tag)
+        epoch = time.time()
+        done = subprocess.run(
+            argv, cwd=workdir, env=debug, capture_output=True, text=True, check=False
+        )
+        ended = time.time()
+        if done.returncode != 0:
+            raise SystemExit(f"run failed:\n{done.stderr}")
+        logs = {"run": _log_times(done.stderr),
+                "worker": _log_times((workdir / f"{tag}.workers.log").read_text())}  # fmt: skip
+        previous = epoch
+        for name, process, pattern in MARKS:
+            found = [t for t, message in logs[process] if re.search(pattern, message)]
+            if not found:  # a checkout that does not log this mark
+                return {"missing_mark": pattern, "process": process}
+            phases[name].append(found[0] - previous)
+            previous = found[0]
+        phases["summary, workers stopped, exit"].append(ended - previous)
+        totals.append(ended - epoch)
+        migrated = [float(m.group(1)) for _, msg in logs["run"] if (m := _MIGRATED.search(msg))]
+        migrations.append(sum(migrated))
+    return {
+        "phases_median_s": {name: round(statistics.median(v), 3) for name, v in phases.items()},
+        "migrations_median_s": round(statistics.median(migrations), 3),
+        "total_median_s": round(statistics.median(totals), 3),
+        "note": "logging at DEBUG; phases end at the log lines named in bench/startup.py MARKS",
+    }
+
+
+def _import_seconds(text: str) -> tuple[float, int]:
+    """Seconds spent importing (top-level cumulative times of -X importtime) and modules."""
+    total_us, modules = 0, 0
+    for line in text.splitlines():
+        if match := _IMPORT_LINE.match(line):
+            modules += 1
+            if not match.group(3):  # a top-level import; nested ones are inside it
+                total_us += int(match.group(2))
+    return total_us / 1e6, modules
+
+
+def import_times(workdir: Path, tif: Path, truth: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Seconds each process of one ``run`` spends importing (with importtime's own overhead)."""
+    tag = "imports/run"
+    (workdir / "imports").mkdir(exist_ok=True)
+    for leftover in (workdir / "imports").iterdir():
+        leftover.unlink()
+    profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run(_run_argv(tif, truth, tag), cwd=workdir, env=profiled,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"run failed:\n{done.stderr}")
+    run_s, run_n = _import_seconds(done.stderr)
+    worker_s, worker_n = _import_seconds((workdir / f"{tag}.workers.log").read_text())
+    return {"run_process_s": round(run_s, 3), "run_process_modules": run_n,
+            "worker_process_s": round(worker_s, 3), "worker_process_modules": worker_n}  # fmt: skip
+
+
+def machine() -> dict[str, object]:
+    with Path("/proc/cpuinfo").open(encoding="utf-8") as info:
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    return {"nproc": os.cpu_count(), "cpu": names[0] if names else platform.processor(),
+            "python": platform.python_version(), "loadavg": os.getloadavg()}  # fmt: skip
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add = parser.add_argument
+    add("--repeat", type=int, default=10, help="runs of each command (median reported)")
+    add("--timeline-repeat", type=int, default=5, help="runs of the run's timeline")
+    add("--workdir", type=Path, default=Path("/tmp/tilerunner-bench-startup"))
+    add("--src", type=Path, default=None, help="measure this src folder instead (PYTHONPATH)")
+    add("--json", type=Path, default=None, help="also write the figures to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _arguments(argv)
+    workdir: Path = args.workdir
+    if workdir.exists():
+        for folder in ("stores", "runs", "timeline", "imports"):
+            for path in sorted((workdir / folder).glob("*"), reverse=True):
+                path.unlink()
+    workdir.mkdir(parents=True, exist_ok=True)
+    tif, truth = make_image(workdir)
+    env = dict(os.environ)
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    if args.src is not None:
+        env["PYTHONPATH"] = str(args.src.resolve())
+    report: dict[str, Any] = {"machine": machine(), "command": _command(),
+                              "src": str(args.src) if args.src else "installed"}  # fmt: skip
+    report["commands"] = measure(workdir, tif, truth, args.repeat, env)
+    report["run_timeline"] = timeline(workdir, tif, truth, args.timeline_repeat, env)
+    report["run_imports"] = import_times(workdir, tif, truth, env)
+    report["machine"]["loadavg_after"] = os.getloadavg()
+    print(f"{'command':<18}{'median wall s':>14}{'median cpu s':>14}")
+    for name, row in report["commands"].items():
+        print(f"{name:<18}{row['median_wall_s']:>14.3f}{row['median_cpu_s']:>14.3f}")
+    line = report["run_timeline"]
+    if "phases_median_s" in line:
+        print("\nrun, where the time goes (median s, DEBUG logging):")
+        for phase, seconds in line["phases_median_s"].items():
+            print(f"  {phase:<52}{seconds:>7.3f}")
+        print(f"  {'total':<52}{line['total_median_s']:>7.3f}")
+        print(f"  of which Alembic migrations: {line['migrations_median_s']:.3f}")
+    else:
+        print(f"\nno run timeline: the {line['process']} logs no {line['missing_mark']!r}")
+    imports = report["run_imports"]
+    print(f"imports (-X importtime): run process {imports['run_process_s']:.3f} s "
+          f"({imports['run_process_modules']} modules), worker {imports['worker_process_s']:.3f} s "
+          f"({imports['worker_process_modules']} modules)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
