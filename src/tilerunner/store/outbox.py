@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import JOB_TERMINAL, JobState
@@ -62,10 +61,14 @@ def progress_kind(fraction: float) -> str:
 
 def insert_ignore(conn: Connection, table: Any, row: dict[str, Any]) -> int:
     """INSERT that does nothing on a unique-key conflict; returns rows inserted."""
-    name = conn.dialect.name
+    name = conn.dialect.name  # its module is imported here: a SQLite process never loads PostgreSQL
     if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         stmt: Any = postgresql.insert(table).values(**row).on_conflict_do_nothing()
     elif name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two dialects above are supported
         raise StoreError(f"unsupported database dialect {name!r}")
