@@ -27,6 +27,13 @@ def shared_data() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The same folder as :func:`shared_data`, under the name the imagery, georef and output
+    tests use."""
+    return DATA
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -13,20 +13,12 @@ from rasterio.rpc import RPC
 from tilerunner.errors import InvalidRequestError
 from tilerunner.georef import Georeferencer, signed_area, web_mercator_tile_bounds
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SAMPLES = {
     "RGB.byte.tif": 32618,
     "OSBS_029.tif": 32617,
     "cogeo.tif": 3857,
     "test_tiled.tif": 28992,
 }
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    if not (DATA / "cogeo.tif").is_file():
-        pytest.skip(f"shared sample rasters not found at {DATA}")
-    return DATA
 
 
 def _open(path: Path | str) -> Georeferencer:

@@ -11,15 +11,6 @@ import pytest
 import rasterio
 from affine import Affine
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not (DATA / "cogeo.tif").is_file():
-        pytest.skip(f"shared sample rasters not found at {DATA}")
-    return DATA.resolve()
-
 
 @pytest.fixture
 def make_raster(tmp_path: Path) -> Callable[..., str]:

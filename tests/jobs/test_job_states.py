@@ -30,7 +30,7 @@ def test_the_transition_table_is_exactly_the_documented_one() -> None:
 
 def test_terminal_states_are_left_only_by_a_retry_reopening_a_job_with_failures() -> None:
     assert {S, PA, F, CED} == JOB_TERMINAL
-    assert JOB_REOPENABLE == {PA, F}
+    assert {PA, F} == JOB_REOPENABLE
     leaving = {
         (source, target)
         for target, sources in JOB_TRANSITIONS.items()

@@ -11,15 +11,6 @@ import pytest
 from tilerunner.georef import Georeferencer
 from tilerunner.outputs import FeatureTable
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not (DATA / "OSBS_029.tif").is_file():
-        pytest.skip(f"shared sample rasters not found at {DATA}")
-    return DATA.resolve()
-
 
 @pytest.fixture(scope="session")
 def tree_boxes(data_dir: Path) -> np.ndarray:

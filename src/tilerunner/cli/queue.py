@@ -108,8 +108,12 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
             f"no job {job_id!r} in the store; list jobs with 'tilerunner status'"
         )
     done = retry_failed(store, queue_factory(broker_url, settings), job_id)
-    if not done.regions and not done.tiles:
-        click.echo(f"job {job_id} has no failed regions or tiles")
+    if not done.regions:
+        click.echo(
+            f"requeued {done.tiles} failed tile(s) of {job_id}"
+            if done.tiles
+            else f"job {job_id} has no failed regions or tiles"
+        )
         return
     click.echo(
         f"requeued {done.regions} region(s) of {job_id} "
