@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 # Zoo files (a 66 MB sdist) are fetched once per machine, not once per test run.
 ASSET_CACHE = Path.home() / ".cache" / "tilerunner-test"
 
@@ -19,12 +18,9 @@ def asset_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
-def osbs_truth_csv() -> Path:
+def osbs_truth_csv(shared_data: Path) -> Path:
     """Real ground-truth tree boxes (OSBS_029.csv, 400 x 400 px image)."""
-    path = DATA / "OSBS_029.csv"
-    if not path.is_file():
-        pytest.skip(f"shared sample data not found at {DATA.resolve()}")
-    return path.resolve()
+    return shared_data / "OSBS_029.csv"
 
 
 @pytest.fixture(scope="session")
