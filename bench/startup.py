@@ -6,6 +6,8 @@ Times, as a user sees them (wall clock of the whole process, median of ``--repea
 * ``help``: ``tilerunner --help``; ``run_help``: ``tilerunner run --help``;
 * ``status_new``: ``tilerunner status --store sqlite:///<new file>`` (creates and migrates it);
 * ``status_existing``: the same on a store that exists already (at the newest schema, no jobs);
+* ``status_floor``: a bare interpreter importing only the libraries ``status`` cannot do
+  without (click, pydantic-settings, SQLAlchemy, rich), for comparison;
 * ``run``: ``tilerunner run`` of the test model ``tilerunner.testing.models:TruthDetector``
   over a one-tile 512 x 512 GeoTIFF (2 boxes), each time with a new ``--state``.
 
@@ -50,6 +52,7 @@ MARKS: list[tuple[str, str, str]] = [
     ("the job: regions leased, read, inferred, recorded", "run", r"run: every region finished"),
     ("aggregation (merge, georeference, write outputs)", "run", r"run: aggregated"),
 ]
+_FLOOR = "import click, pydantic_settings, sqlalchemy, rich.console, rich.table"
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
 _MIGRATED = re.compile(r"migrated the state database to head in ([\d.]+) s")
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$")
@@ -115,6 +118,8 @@ def measure(
         "run_help": lambda i: [*cli, "run", "--help"],
         "status_new": lambda i: [*cli, "status", "--store", f"sqlite:///{stores / f'new-{i}.db'}"],
         "status_existing": lambda i: [*cli, "status", "--store", existing],
+        # the floor of status: a bare interpreter importing only the libraries it must use
+        "status_floor": lambda i: [sys.executable, "-c", _FLOOR],
         "run": lambda i: _run_argv(tif, truth, f"runs/run-{i}"),
     }
     (workdir / "runs").mkdir(exist_ok=True)

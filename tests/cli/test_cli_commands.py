@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 from tr_cli import cli_env, tilerunner
 
 from tilerunner.cli.main import COMMANDS, cli
@@ -87,6 +88,25 @@ def test_lazy_listing_reads_as_the_loaded_commands_would(width: int) -> None:
     cli.format_commands(ctx, lazy)
     click.Group.format_commands(cli, ctx, loaded)  # click's own: every command imported
     assert lazy.getvalue() == loaded.getvalue()
+
+
+@pytest.mark.parametrize("args", [["stats"], ["qeue", "depth"], ["-v", "wroker"], ["zzz"]])
+def test_a_wrong_name_is_answered_as_with_the_commands_loaded(args: list[str]) -> None:
+    ctx = click.Context(cli)
+    commands = [cli.get_command(ctx, name) for name in COMMANDS]
+    assert all(commands)
+    loaded = click.Group(
+        "tilerunner",
+        commands=[c for c in commands if c is not None],
+        context_settings=cli.context_settings,
+        params=cli.params,
+    )
+    runner = CliRunner()
+    lazy_answer = runner.invoke(cli, args, prog_name="tilerunner")
+    loaded_answer = runner.invoke(loaded, args, prog_name="tilerunner")
+    assert lazy_answer.exit_code == loaded_answer.exit_code == 2
+    assert lazy_answer.output == loaded_answer.output
+    assert "No such command" in lazy_answer.output
 
 
 @pytest.mark.parametrize("words", _subcommands(), ids=" ".join)

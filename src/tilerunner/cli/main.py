@@ -96,6 +96,20 @@ class LazyGroup(click.Group):
             self._loaded[cmd_name] = self._load(cmd_name)
         return self._loaded[cmd_name]
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Click's, with the table's names as the "did you mean" candidates of a wrong name
+        (click suggests from the commands it holds, and it holds none of the table's)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as error:
+            unknown: str | None = getattr(error, "command_name", None)  # NoSuchCommand
+            if unknown is None:
+                raise
+            no_such: Any = type(error)
+            raise no_such(unknown, possibilities=self.list_commands(ctx), ctx=ctx) from None
+
     def _load(self, cmd_name: str) -> click.Command:
         module_name, _, attribute = self.lazy_commands[cmd_name].target.partition(":")
         command = getattr(importlib.import_module(module_name), attribute)
