@@ -9,7 +9,8 @@ no features, so what is measured is the protocol, not the model.
 Part 2 (``tiles``): one ``tilerunner worker`` process, direct (``--store``) and then over HTTP
 (``--api --token``), each draining its own job over the same seeded 16384 x 16384 JPEG COG
 with the ONNX detector of ``bench/pipeline.py``; tiles per second from the first region to the
-last, and the HTTP worker's throughput as a share of the direct worker's (target >= 0.95).
+last as the store recorded them, and the HTTP worker's throughput as a share of the direct
+worker's (target >= 0.95).
 
     .venv/bin/python bench/api.py --json bench-api.json
 """
@@ -22,21 +23,25 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import machine, make_scene
 from tilerunner.broker import Queue, open_queue
-from tilerunner.coordinator import publish_pending
+from tilerunner.coordinator import publish_pending, submit_job
 from tilerunner.jobs import parse_job
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.store import ImagePlan, Store, open_store
+from tilerunner.store.tables import regions
 from tilerunner.testing.onnx_models import make_detector_onnx
 from tilerunner.work import WorkResult, WorkSource
 from tilerunner.work.direct import DirectWorkSource
@@ -105,20 +110,24 @@ def _drain(source: WorkSource, model: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def round_trips(workdir: Path, n: int) -> dict[str, float]:
-    store_url = f"sqlite:///{workdir / 'round-trips.db'}"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{workdir / 'round-trips.db'}{suffix}").unlink(missing_ok=True)
+def round_trips(workdir: Path, n: int, store_url: str | None = None) -> dict[str, float]:
+    """One client's lease + complete round trips per second, direct and over HTTP, on one
+    store (a fresh SQLite file unless ``store_url`` names another, e.g. PostgreSQL)."""
+    if store_url is None:
+        store_url = f"sqlite:///{workdir / 'round-trips.db'}"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{workdir / 'round-trips.db'}{suffix}").unlink(missing_ok=True)
     store = open_store(store_url)
     queues: dict[str, Queue] = {}
     service = WorkService(store, lambda q: queues.setdefault(q, open_queue(store_url, q)),
                           WorkServiceOptions(lease_seconds=60))  # fmt: skip
-    _empty_job(store, store_url, "direct", "rt-direct", n)
-    direct = _drain(DirectWorkSource(service), "rt-direct", n)
-    _empty_job(store, store_url, "http", "rt-http", n)
+    run = uuid.uuid4().hex[:8]  # fresh jobs and queues on a store used before
+    _empty_job(store, store_url, f"direct-{run}", f"rt-direct-{run}", n)
+    direct = _drain(DirectWorkSource(service), f"rt-direct-{run}", n)
+    _empty_job(store, store_url, f"http-{run}", f"rt-http-{run}", n)
     proc, url = _serve(store_url, workdir)
     try:
-        http = _drain(HttpWorkSource(url, _key(store_url, "worker")), "rt-http", n)
+        http = _drain(HttpWorkSource(url, _key(store_url, "worker")), f"rt-http-{run}", n)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -126,24 +135,33 @@ def round_trips(workdir: Path, n: int) -> dict[str, float]:
 
 
 def _worker_tiles(store: Store, job_id: str, args: list[str], workdir: Path) -> dict[str, float]:
+    """Tiles per second between the first and the last region the worker recorded (the
+    regions' own finish times), so neither model loading nor the worker's exit counts."""
     proc = _cli("worker", *args, "--until-job", job_id, "--batch-size", "8",
                 log=workdir / "workers.log")  # fmt: skip
-    first = None
-    total = store.counts(job_id)
-    while proc.poll() is None:
-        counts = store.counts(job_id)
-        if first is None and counts.regions_finished:
-            first = (time.perf_counter(), counts.tiles_done)
-        time.sleep(0.05)
-    end = time.perf_counter()
-    assert proc.returncode == 0, f"worker failed; see {workdir / 'workers.log'}"
-    counts = store.counts(job_id)
-    assert first is not None and counts.regions_finished == total.regions_total
-    tiles = counts.tiles_done - first[1]
-    return {"tiles": counts.tiles_done, "tiles_per_second": tiles / (end - first[0])}
+    started = time.perf_counter()
+    assert proc.wait(timeout=1800) == 0, f"worker failed; see {workdir / 'workers.log'}"
+    wall = time.perf_counter() - started
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(regions.c.finished_at, regions.c.n_tiles)
+            .where(regions.c.job_id == job_id)
+            .order_by(regions.c.finished_at)
+        ).all()
+    first_at, first_tiles = rows[0]
+    tiles_after_first = sum(int(n) for _, n in rows) - int(first_tiles)
+    span = float(rows[-1][0]) - float(first_at)
+    return {
+        "tiles": sum(int(n) for _, n in rows),
+        "tiles_per_second": tiles_after_first / span,
+        "worker_wall_seconds": wall,
+    }
 
 
-def tiles(workdir: Path, size: int) -> dict[str, Any]:
+def tiles(workdir: Path, size: int, repeat: int) -> dict[str, Any]:
+    """``repeat`` rounds of one direct and one HTTP worker, alternated, each on its own job over
+    the same image; ``serve`` runs throughout (as it does in a cluster), so both kinds of worker
+    share the machine with it alike."""
     image = make_scene(workdir / f"scene-{size}-s0.cog.tif", size)
     onnx = make_detector_onnx(workdir / "detector-256-16-4.onnx", input_size=256, width=16,
                               depth=4)  # fmt: skip
@@ -155,22 +173,24 @@ def tiles(workdir: Path, size: int) -> dict[str, Any]:
                 "tiling": {"tile_size": 512, "overlap": 64, "region_size": 2048}}  # fmt: skip
     queues: dict[str, Queue] = {}
     queue_for = lambda q: queues.setdefault(q, open_queue(store_url, q))  # noqa: E731
-    from tilerunner.coordinator import submit_job
-
     model = ["--model", f"det={onnx}"]
-    direct_job, _ = submit_job(store, queue_for, parse_job(document), job_id="direct")
-    direct = _worker_tiles(store, direct_job, ["--store", store_url, *model], workdir)
-    http_job, _ = submit_job(store, queue_for, parse_job(document), job_id="http")
     proc, url = _serve(store_url, workdir)
+    rounds = []
     try:
-        http = _worker_tiles(
-            store, http_job, ["--api", url, "--token", _key(store_url, "worker"), *model], workdir
-        )
+        http_args = ["--api", url, "--token", _key(store_url, "worker"), *model]
+        for i in range(repeat):
+            runs = {}
+            for kind, args in (("direct", ["--store", store_url, *model]), ("http", http_args)):
+                job, _ = submit_job(store, queue_for, parse_job(document), job_id=f"{kind}-{i}")
+                runs[kind] = _worker_tiles(store, job, args, workdir)
+            share = runs["http"]["tiles_per_second"] / runs["direct"]["tiles_per_second"]
+            rounds.append({**runs, "http_share": share})
+            print(f"  round {i}: direct {runs['direct']['tiles_per_second']:.1f} tiles/s, "
+                  f"http {runs['http']['tiles_per_second']:.1f} (share {share:.3f})")  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    return {"direct": direct, "http": http,
-            "http_share": http["tiles_per_second"] / direct["tiles_per_second"]}  # fmt: skip
+    return {"rounds": rounds, "http_share": statistics.median(r["http_share"] for r in rounds)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -179,6 +199,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--round-trips", type=int, default=500)
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--skip-tiles", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="Rounds of the tiles part.")
+    parser.add_argument(
+        "--pg",
+        default=None,
+        help="Also measure round trips on this store URL "
+        "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/tilerunner_test).",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -186,11 +213,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["round_trips"] = rt = round_trips(args.workdir, args.round_trips)
     print(f"lease+complete round trips/s: direct {rt['direct_per_second']:.0f}, "
           f"http {rt['http_per_second']:.0f} (http/direct {rt['http_share']:.2f})")  # fmt: skip
+    if args.pg:
+        report["round_trips_pg"] = pg = round_trips(args.workdir, args.round_trips, args.pg)
+        print(f"on {args.pg.split('@')[-1]}: direct {pg['direct_per_second']:.0f}, "
+              f"http {pg['http_per_second']:.0f} (http/direct {pg['http_share']:.2f})")  # fmt: skip
     if not args.skip_tiles:
-        report["tiles"] = t = tiles(args.workdir, args.size)
-        print(f"tiles/s on {args.size} px: direct {t['direct']['tiles_per_second']:.1f}, "
-              f"http {t['http']['tiles_per_second']:.1f} "
-              f"(http/direct {t['http_share']:.3f})")  # fmt: skip
+        report["tiles"] = t = tiles(args.workdir, args.size, args.repeat)
+        print(f"tiles/s on {args.size} px: median http/direct {t['http_share']:.3f}")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

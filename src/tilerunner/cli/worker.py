@@ -28,6 +28,8 @@ __all__ = ["worker"]
 log = logging.getLogger(__name__)
 
 _LONG_POLL = 10.0
+# with --until-job the loop checks the job between lease calls: short polls let it leave promptly
+_UNTIL_POLL = 1.0
 
 
 def _model_args(values: tuple[str, ...]) -> dict[str, str]:
@@ -120,7 +122,7 @@ def worker(
         batch_size=batch_size,
         readers=readers,
         lease_seconds=settings.lease_seconds,
-        wait_seconds=_LONG_POLL if api_url else 0.0,
+        wait_seconds=(_UNTIL_POLL if until_job else _LONG_POLL) if api_url else 0.0,
         read_retries=settings.read_retries,
     )
     runner = Worker(source, models, options, env=settings.gdal_env())
