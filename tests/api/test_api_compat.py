@@ -8,7 +8,6 @@ need the ``submit`` scope and put the job in the key's project, like ``POST /v1/
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,16 @@ from typing import Any
 import boto3
 import pytest
 from fastapi.testclient import TestClient
+from tr_work import run_truth_worker
 
 from tilerunner.api import create_app
 from tilerunner.broker import open_queue
 from tilerunner.coordinator import Coordinator
-from tilerunner.jobs import CallbackSpec, queue_name
+from tilerunner.jobs import CallbackSpec
 from tilerunner.jobs.compat import antenna
-from tilerunner.models import load_model
 from tilerunner.security.keys import Scope, generate_key
 from tilerunner.settings import Settings
 from tilerunner.store import KeyRepository, Store, open_store
-from tilerunner.work.direct import DirectWorkSource
-from tilerunner.work.service import WorkService, WorkServiceOptions
-from tilerunner.worker import Worker, WorkerOptions
 
 App = Callable[..., tuple[TestClient, Store, str]]
 
@@ -57,26 +53,6 @@ def make_app(tmp_path: Path, shared_data: Path) -> App:
         return TestClient(app), store, url
 
     return make
-
-
-def _work(store: Store, url: str, shared_data: Path, job_id: str) -> None:
-    model = load_model(
-        "tilerunner.testing.models:TruthDetector",
-        {"truth": str(shared_data / "OSBS_029.csv")},
-        name="det",
-    )
-    queue = open_queue(url, queue_name("det"))
-    service = WorkService(store, lambda _: queue, WorkServiceOptions(lease_seconds=30))
-    worker = Worker(DirectWorkSource(service), {"det": model}, WorkerOptions(lease_seconds=30))
-
-    def finished() -> bool:
-        c = store.counts(job_id)
-        return c.regions_finished >= c.regions_total
-
-    thread = threading.Thread(target=worker.run, kwargs={"until": finished})
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
 
 
 NMS = {"algorithmType": "NMS", "iouThreshold": 0.5}
@@ -115,7 +91,7 @@ def test_osml_request_runs_and_writes_where_model_runner_would(
     )
     coordinator.run_once()  # plans the job: planning -> queued
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
-    _work(store, url, shared_data, job["id"])
+    run_truth_worker(store, url, shared_data, job["id"])
     coordinator.run_once()
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
     written = s3.get_object(Bucket="results", Key="osml/osbs-run-1.geojson")["Body"].read()
@@ -166,7 +142,7 @@ def test_antenna_request_runs_and_its_results_fill_antennas_response(
     assert stored is not None and stored.spec["callback"]["token"] == "antenna-token"
     coordinator = Coordinator(store, lambda name: open_queue(url, name))
     coordinator.run_once()  # plans the job
-    _work(store, url, shared_data, job["id"])
+    run_truth_worker(store, url, shared_data, job["id"])
     coordinator.run_once()  # aggregates it
     view = client.get(f"/v1/jobs/{job['id']}").json()
     assert view["status"] == "succeeded"

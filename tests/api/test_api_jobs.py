@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tr_work import run_truth_worker
 
 from tilerunner.api import create_app
 from tilerunner.broker import open_queue
 from tilerunner.coordinator import Coordinator
-from tilerunner.jobs import queue_name
-from tilerunner.models import load_model
 from tilerunner.settings import Settings
 from tilerunner.store import Store, open_store
-from tilerunner.work.direct import DirectWorkSource
-from tilerunner.work.service import WorkService, WorkServiceOptions
-from tilerunner.worker import Worker, WorkerOptions
 
 
 @pytest.fixture
@@ -51,26 +46,6 @@ def _document(shared_data: Path, tmp_path: Path) -> dict[str, object]:
     }
 
 
-def _work(store: Store, url: str, shared_data: Path, job_id: str) -> None:
-    model = load_model(
-        "tilerunner.testing.models:TruthDetector",
-        {"truth": str(shared_data / "OSBS_029.csv")},
-        name="det",
-    )
-    queue = open_queue(url, queue_name("det"))
-    service = WorkService(store, lambda _: queue, WorkServiceOptions(lease_seconds=30))
-    worker = Worker(DirectWorkSource(service), {"det": model}, WorkerOptions(lease_seconds=30))
-
-    def finished() -> bool:
-        c = store.counts(job_id)
-        return c.regions_finished >= c.regions_total
-
-    thread = threading.Thread(target=worker.run, kwargs={"until": finished})
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
-
-
 def test_submit_process_aggregate_and_read_results(
     system: tuple[TestClient, Store, str], shared_data: Path, tmp_path: Path
 ) -> None:
@@ -87,7 +62,7 @@ def test_submit_process_aggregate_and_read_results(
     assert planned["counts"]["regions"] == {"total": 9, "done": 0, "failed": 0}
     early = client.get(f"/v1/jobs/{job['id']}/results")
     assert early.headers["X-Tilerunner-Partial"] == "true" and early.json()["features"] == []
-    _work(store, url, shared_data, job["id"])
+    run_truth_worker(store, url, shared_data, job["id"])
     coordinator.run_once()
     got = client.get(f"/v1/jobs/{job['id']}").json()
     assert got["status"] == "succeeded"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tr_clock import FakeClock
 
 from tilerunner.broker import Queue, open_queue
 from tilerunner.broker.contract import Clock
@@ -223,19 +224,6 @@ ENGINE_CASES.append(
 )
 
 
-class FakeClock:
-    """A clock the test moves by hand, so expiry is tested without sleeping."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Engine:
     """An engine bound to one test: a URL, a queue name unique to the test, and an opener."""
@@ -281,7 +269,7 @@ class Engine:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture(params=[pytest.param(case, id=case.id, marks=case.marks) for case in ENGINE_CASES])

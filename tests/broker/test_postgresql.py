@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tr_clock import FakeClock
 
 from tilerunner.broker import Depth, Message, open_queue
 from tilerunner.broker.postgres import TABLE, PostgresQueue
 from tilerunner.broker.postgres_connection import ConnectionPool, parse_url
 from tilerunner.errors import InvalidRequestError, RetryableError
 
-from .conftest import FakeClock, postgres_probe
+from .conftest import postgres_probe
 
 psycopg = pytest.importorskip("psycopg")
 

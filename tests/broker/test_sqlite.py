@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tr_clock import FakeClock
 
 from tilerunner.broker import Depth, Message, open_queue
 from tilerunner.broker.sqlite import SQLiteQueue
 from tilerunner.errors import RetryableError
-
-from .conftest import FakeClock
 
 
 def test_queue_table_lives_beside_the_store_tables(tmp_path: Path) -> None:

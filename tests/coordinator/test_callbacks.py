@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from tr_cli import tilerunner
+from tr_clock import FakeClock
 from tr_scenes import make_scene
 
 from tilerunner.broker import open_queue
@@ -104,12 +105,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 # ------------------------------------------------------------------------------ helpers
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tr_clock import FakeClock
 from tr_scenes import make_scene
 
 from tilerunner.broker import Message, Queue, open_queue
@@ -50,14 +51,6 @@ def store(tmp_path: Path) -> Store:
 def tif(tmp_path: Path) -> Path:
     path: Path = make_scene(tmp_path, width=400, height=300, n_boxes=5)[0]
     return path
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def document(*sources: Path, outputs: tuple[Path, ...] = (), **merge: Any) -> dict[str, Any]:

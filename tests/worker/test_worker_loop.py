@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import rasterio
 from numpy.typing import NDArray
+from tr_clock import FakeClock
 from tr_scenes import make_scene
 
 from tilerunner.broker import Lease, Message, Queue, open_queue
@@ -56,19 +57,6 @@ def _fresh_memory_queues() -> Iterator[None]:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return open_store(f"sqlite:///{tmp_path / 'state.db'}")
-
-
-class FakeClock:
-    """Queue time that a test moves forward instead of sleeping."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RecordingQueue(MemoryQueue):

@@ -21,7 +21,7 @@ from tilerunner.store.outbox import insert_ignore
 from tilerunner.store.records import ImagePlan
 from tilerunner.store.tables import images, jobs, outbox, regions
 
-__all__ = ["PLAN", "PlanStore", "georef_of", "insert_plans", "plan_totals"]
+__all__ = ["PLAN", "PlanStore", "georef_of", "insert_job", "insert_plans", "plan_totals"]
 
 PLAN = "plan"
 """Outbox kind of a job waiting for its images to be opened and cut into regions."""
@@ -42,21 +42,8 @@ class PlanStore(StoreBase):
         False if the job id exists already."""
         now = self._clock()
         with self._begin() as conn:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first():
+            if not insert_job(conn, job_id, name, spec, project, JobState.PLANNING, now, []):
                 return False
-            conn.execute(
-                insert(jobs).values(
-                    id=job_id,
-                    name=name,
-                    project=project,
-                    spec=spec,
-                    status=JobState.PLANNING.value,
-                    created_at=now,
-                    images_total=0,
-                    regions_total=0,
-                    tiles_total=0,
-                )
-            )
             self._event(conn, job_id, JobState.PLANNING.value, "job accepted; planning")
             insert_ignore(conn, outbox, {"job_id": job_id, "kind": PLAN, "created_at": now})
         return True
@@ -91,6 +78,33 @@ class PlanStore(StoreBase):
                 self._event(conn, job_id, "image_failed", plan.error, image_idx=plan.idx)
         if closed or not plans:
             self._images_closed(conn, job_id, closed)
+
+
+def insert_job(
+    conn: Connection,
+    job_id: str,
+    name: str | None,
+    spec: dict[str, Any],
+    project: str,
+    status: JobState,
+    now: float,
+    plans: list[ImagePlan],
+) -> bool:
+    """Insert a job row with the totals of ``plans``; False (nothing written) if the id exists."""
+    if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first():
+        return False
+    conn.execute(
+        insert(jobs).values(
+            id=job_id,
+            name=name,
+            project=project,
+            spec=spec,
+            status=status.value,
+            created_at=now,
+            **plan_totals(plans),
+        )
+    )
+    return True
 
 
 def plan_totals(plans: list[ImagePlan]) -> dict[str, int]:

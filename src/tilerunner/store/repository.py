@@ -24,7 +24,7 @@ from tilerunner.jobs.states import (
     sources_of,
 )
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
-from tilerunner.store.plans import PlanStore, georef_of
+from tilerunner.store.plans import PlanStore, georef_of, insert_job
 from tilerunner.store.records import (
     Counts,
     FeatureRows,
@@ -91,21 +91,8 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
         """Write a job (of ``project``) with its images and regions; False if the id exists."""
         now = self._clock()
         with self._begin() as conn:
-            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first():
+            if not insert_job(conn, job_id, name, spec, project, JobState.QUEUED, now, plans):
                 return False
-            conn.execute(
-                insert(jobs).values(
-                    id=job_id,
-                    name=name,
-                    project=project,
-                    spec=spec,
-                    status=JobState.QUEUED.value,
-                    created_at=now,
-                    images_total=len(plans),
-                    regions_total=sum(len(p.region_tile_counts) for p in plans),
-                    tiles_total=sum(sum(p.region_tile_counts) for p in plans),
-                )
-            )
             self._event(conn, job_id, "queued", f"job queued with {len(plans)} image(s)")
             self._write_plans(conn, job_id, plans)
         return True
