@@ -34,13 +34,14 @@ from tilerunner.store.records import (
     JobRecord,
 )
 from tilerunner.store.results import ResultStore
-from tilerunner.store.tables import events, features, images, jobs, outbox, regions, workers
+from tilerunner.store.tables import events, features, images, jobs, outbox, regions
 from tilerunner.store.tiles import (
     TileStore,
     count_tile_failures,
     replace_tile_failures,
     tile_errors,
 )
+from tilerunner.store.workers import WorkerStore
 
 __all__ = ["AGGREGATE", "Store"]
 
@@ -76,7 +77,7 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store(OutboxStore, PlanStore, ResultStore, TileStore):
+class Store(OutboxStore, PlanStore, ResultStore, TileStore, WorkerStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     # ----------------------------------------------------------------- jobs
@@ -476,48 +477,6 @@ class Store(OutboxStore, PlanStore, ResultStore, TileStore):
             labels=[str(r.label) for r in rows],
             extra=extra if any(e is not None for e in extra) else None,
         )
-
-    # -------------------------------------------------------------- workers
-    def worker_heartbeat(
-        self,
-        worker_id: str,
-        host: str,
-        pid: int,
-        models: list[str],
-        leases_held: int,
-        tiles_done: int,
-        regions_done: int,
-        tiles_per_second: float,
-        *,
-        version: str | None = None,
-        gpu: str | None = None,
-        model_info: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        now = self._clock()
-        values = {
-            "version": version,
-            "gpu": gpu,
-            "model_info": model_info,
-            "host": host,
-            "pid": pid,
-            "models": models,
-            "last_seen": now,
-            "leases_held": leases_held,
-            "tiles_done": tiles_done,
-            "regions_done": regions_done,
-            "tiles_per_second": tiles_per_second,
-        }
-        with self._begin() as conn:
-            if not conn.execute(
-                update(workers).where(workers.c.id == worker_id).values(**values)
-            ).rowcount:
-                conn.execute(insert(workers).values(id=worker_id, started_at=now, **values))
-
-    def workers(self) -> list[dict[str, Any]]:
-        with self._begin() as conn:
-            return [
-                dict(r) for r in conn.execute(select(workers).order_by(workers.c.id)).mappings()
-            ]
 
     # ------------------------------------------------------------ internals
     @staticmethod
