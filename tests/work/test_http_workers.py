@@ -42,11 +42,13 @@ def system(tmp_path: Path) -> Iterator[tuple[ApiServer, list[subprocess.Popen[by
 
 
 def _start_worker(api: ApiServer, token: str, truth_csv: Path) -> subprocess.Popen[bytes]:
+    """A worker slow enough (a quarter second a tile: about 10 s of work each for two) that its
+    heartbeats, every third of the 5 s lease, see it holding leases."""
     log = (api.workdir / "workers.log").open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "tilerunner", "worker", "--api", api.url, "--token", token,
          "--model", "det=tr_slow:SlowTruthDetector", "--model-param", f"truth={truth_csv}",
-         "--model-param", "seconds_per_tile=0.05", "--batch-size", "2"],
+         "--model-param", "seconds_per_tile=0.25", "--batch-size", "2"],
         cwd=api.workdir, env=cli_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
