@@ -31,6 +31,7 @@ __all__ = [
     "outbox",
     "regions",
     "results",
+    "tile_failures",
     "workers",
 ]
 
@@ -189,4 +190,27 @@ api_keys = Table(
     Column("revoked_at", Float),
     Column("last_used_at", Float),
     UniqueConstraint("hash", name="uq_api_keys_hash"),
+)
+
+# tiles that failed alone: the region is done with its other tiles' features
+tile_failures = Table(
+    "tile_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("image_idx", Integer, nullable=False),
+    Column("region_idx", Integer, nullable=False),
+    Column("col_off", Integer, nullable=False),
+    Column("row_off", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["job_id", "image_idx", "region_idx"],
+        ["regions.job_id", "regions.image_idx", "regions.idx"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_tile_failures_region", "job_id", "image_idx", "region_idx"),
 )

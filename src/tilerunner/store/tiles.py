@@ -19,15 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
-    Column,
     Connection,
-    Float,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     and_,
     bindparam,
     delete,
@@ -41,7 +33,7 @@ from tilerunner.jobs.features import TileFailure
 from tilerunner.jobs.states import RegionState
 from tilerunner.store.base import StoreBase
 from tilerunner.store.records import JobError
-from tilerunner.store.tables import images, metadata, regions
+from tilerunner.store.tables import images, regions, tile_failures
 from tilerunner.tiling import Window
 
 __all__ = [
@@ -52,27 +44,6 @@ __all__ = [
     "tile_failures",
 ]
 
-tile_failures = Table(
-    "tile_failures",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", String(64), nullable=False),
-    Column("image_idx", Integer, nullable=False),
-    Column("region_idx", Integer, nullable=False),
-    Column("col_off", Integer, nullable=False),
-    Column("row_off", Integer, nullable=False),
-    Column("width", Integer, nullable=False),
-    Column("height", Integer, nullable=False),
-    Column("code", String(64), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("at", Float, nullable=False),
-    ForeignKeyConstraint(
-        ["job_id", "image_idx", "region_idx"],
-        ["regions.job_id", "regions.image_idx", "regions.idx"],
-        ondelete="CASCADE",
-    ),
-    Index("ix_tile_failures_region", "job_id", "image_idx", "region_idx"),
-)
 """One row per failed tile of a region (migration 0006)."""
 
 _OF_REGION = and_(
