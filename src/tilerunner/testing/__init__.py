@@ -3,7 +3,8 @@
 Model fakes live in :mod:`tilerunner.testing.models` (plain Python, load them as
 ``tilerunner.testing.models:FakeDetector``); ONNX models built in code live in
 :mod:`tilerunner.testing.onnx_models`, which needs the ``onnx`` package and is therefore not
-imported here.
+imported here. :mod:`tilerunner.testing.range_server` is a loopback HTTP file server with byte
+ranges, settable latency and request counters, for tests and benchmarks of remote reads.
 """
 
 from tilerunner.testing.models import (
