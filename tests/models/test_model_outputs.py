@@ -137,4 +137,6 @@ def test_empty_batch_skips_the_model_and_describe_is_plain_data() -> None:
         "input_range": None,
         "tile_size": None,
         "wants_windows": False,
+        "native_input": False,
+        "input_bands": None,
     }

@@ -229,6 +229,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
             "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
         },
     )  # fmt: skip
+    model.check_bands(spec.tiling.bands)
     if model.task == "segment":
         raise InvalidRequestError(
             f"model {model_spec!r} is a segmentation model; segmentation outputs are not "

@@ -8,7 +8,9 @@ by two threads at the same time. :class:`RasterReader` therefore keeps one handl
 Every read returns the model contract's layout, ``uint8 [height, width, channels]``: GDAL writes
 pixel-interleaved straight into the output array (no transpose copy), windows that reach past the
 image are zero-padded, masked or nodata pixels are zeroed, and non-``uint8`` data is stretched
-linearly to 0..255 in one vectorised pass.
+linearly to 0..255 in one vectorised pass. Models that take the source's own values (reflectance,
+elevation: ``native_input`` in the model contract) get :meth:`RasterReader.read_native` instead:
+``float32`` values unscaled, with ``NaN`` where a ``uint8`` read would put 0.
 """
 
 from __future__ import annotations
@@ -258,6 +260,42 @@ class RasterReader:
         ]
         rio_window = RioWindow(inside.col_off, inside.row_off, inside.width, inside.height)
         self._read_into(target, rio_window, None)
+        return out
+
+    def read_native(self, window: Window) -> NDArray[np.float32]:
+        """Pixels of ``window`` as the source's own values, ``float32 [height, width, channels]``.
+
+        Nothing is scaled. A band's value is ``NaN`` where that band holds the nodata value
+        (unlike :meth:`read`, which zeroes a pixel only when every band does), and every band is
+        ``NaN`` where the mask says so and outside the image; so a model can tell "no data"
+        from any real value.
+        """
+        out = np.full((window.height, window.width, self.channels), np.nan, dtype=np.float32)
+        inside = window.clip(self.info.width, self.info.height)
+        if inside is None:
+            return out
+        rio_window = RioWindow(inside.col_off, inside.row_off, inside.width, inside.height)
+        kwargs: dict[str, Any] = {"window": rio_window}
+        dataset = self._dataset()
+        try:
+            with self.env.context(self.url):
+                raw: NDArray[Any] = dataset.read(self._indexes, **kwargs)
+                masked = self._invalid(dataset, raw, kwargs, None) if self._mask_band else None
+        except RasterioError as exc:
+            error = RetryableError if is_remote(self.url) else SourceError
+            raise error(f"cannot read {self.url!r} at {window!r}: {exc}; {_FORMATS_HINT}") from exc
+        values = np.moveaxis(raw, 0, -1).astype(np.float32)
+        if self._nodata is not None and not np.isnan(self._nodata):
+            values[np.moveaxis(raw == self._nodata, 0, -1)] = np.nan
+        if masked is not None:
+            values[masked] = np.nan
+        if self.channels != len(self._indexes):
+            values = np.broadcast_to(values[..., :1], (*values.shape[:2], self.channels))
+        target = out[
+            inside.row_off - window.row_off : inside.row_end - window.row_off,
+            inside.col_off - window.col_off : inside.col_end - window.col_off,
+        ]
+        target[...] = values
         return out
 
     def read_overview(self, max_size: int) -> NDArray[np.uint8]:

@@ -165,6 +165,11 @@ def wrap_model(impl: object, *, name: str, spec: str, backend: str = "plugin") -
     tile_size = getattr(impl, "tile_size", None)
     if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 1):
         raise InvalidRequestError(f"{where}: tile_size must be a positive int, not {tile_size!r}")
+    input_bands = getattr(impl, "input_bands", None)
+    if input_bands is not None and (not isinstance(input_bands, int) or input_bands < 1):
+        raise InvalidRequestError(
+            f"{where}: input_bands must be a positive int, not {input_bands!r}"
+        )
     wants_windows = bool(getattr(impl, "wants_windows", False))
     if wants_windows and not _accepts_windows(predict):
         raise InvalidRequestError(
@@ -180,6 +185,8 @@ def wrap_model(impl: object, *, name: str, spec: str, backend: str = "plugin") -
         input_range=input_range,
         tile_size=tile_size,
         wants_windows=wants_windows,
+        native_input=bool(getattr(impl, "native_input", False)),
+        input_bands=input_bands,
         backend=backend,
     )
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -139,11 +140,13 @@ class TilePipeline:
             with self._lock:
                 self._outstanding -= 1
 
-    def _read(self, item: TileItem) -> NDArray[np.uint8]:
+    def _read(self, item: TileItem) -> NDArray[np.uint8] | NDArray[np.float32]:
         """One tile's pixels; transient failures are tried again with a doubling back-off."""
+        reader = item.state.work.reader
+        read = reader.read_native if self.model.native_input else reader.read
         for attempt in range(self.read_retries + 1):
             try:
-                return item.state.work.reader.read(item.tile.window)
+                return read(item.tile.window)
             except RetryableError as error:
                 if attempt >= self.read_retries:
                     raise
@@ -204,7 +207,8 @@ class TilePipeline:
         self._post_q.put((batch, outputs))
 
     def _predict(self, batch: list[TileItem]) -> list[TileOutput]:
-        tiles = np.stack([item.pixels for item in batch if item.pixels is not None])
+        # uint8, or float32 for a native_input model: one reader kind per pipeline
+        tiles: NDArray[Any] = np.stack([item.pixels for item in batch if item.pixels is not None])
         windows = [item.tile.window for item in batch] if self.model.wants_windows else None
         started = time.perf_counter()
         outputs = self.model.predict(tiles, windows)

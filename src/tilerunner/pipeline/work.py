@@ -64,5 +64,5 @@ class TileItem:
 
     state: RegionState
     tile: TileRef
-    pixels: NDArray[np.uint8] | None = None
+    pixels: NDArray[np.uint8] | NDArray[np.float32] | None = None
     error: TilerunnerError | None = None

@@ -156,8 +156,10 @@ class Worker:
 
     def _start(self, assignment: Assignment) -> None:
         item = assignment.item
-        scale = item.scale or self.models[assignment.model].input_range
+        model = self.models[assignment.model]
+        scale = item.scale or model.input_range
         try:
+            model.check_bands(item.bands)
             reader = self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
             tiles = item.tiles()
         except TilerunnerError as error:
