@@ -115,37 +115,55 @@ def _strip(rng: np.random.Generator, coarse: NDArray[np.float32], row0: int, row
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
-def make_scene(path: Path, size: int, *, seed: int = 0, cog: bool = True) -> Path:
-    """Write a seeded ``size`` x ``size`` 3-band JPEG raster, 512 px blocks, strip by strip.
+def make_scene(
+    path: Path,
+    size: int,
+    *,
+    seed: int = 0,
+    cog: bool = True,
+    height: int | None = None,
+    compress: str = "jpeg",
+    squares: NDArray[np.int64] | None = None,
+) -> Path:
+    """Write a seeded ``size`` x ``height`` (default square) 3-band raster, 512 px blocks.
+
+    ``compress`` is ``"jpeg"`` (lossy, like aerial imagery) or ``"deflate"`` (lossless, so the
+    white squares keep their exact extent and a detector of them can be scored exactly).
+    ``squares`` places the white squares as ``[N, 3]`` rows of ``x, y, side``; by default one
+    square per 512 x 512 px falls at a seeded random place.
 
     With ``cog`` the strips go to a lossless tiled GeoTIFF first, which GDAL's COG driver then
-    rewrites as a JPEG COG with overviews; without, they go straight into a tiled JPEG GeoTIFF.
-    Either way only one strip of pixels is ever in memory. An existing file is reused.
+    rewrites as a COG with overviews; without, they go straight into a tiled GeoTIFF. Either way
+    only one strip of pixels is ever in memory. An existing file is reused.
     """
     if path.exists():
         return path
+    width, height = size, size if height is None else height
     rng = np.random.default_rng(seed)
-    n_cells = size // _CELL + 2
-    coarse = rng.uniform(20, 180, size=(n_cells, n_cells, 3)).astype(np.float32)
-    n_squares = max(1, (size // 512) ** 2)
-    sides = rng.integers(16, 48, n_squares)
-    corners = rng.integers(0, size - 48, (n_squares, 2))
-    squares = np.column_stack([corners, sides]).astype(np.int64)
+    coarse = rng.uniform(20, 180, size=(height // _CELL + 2, width // _CELL + 2, 3))
+    coarse = coarse.astype(np.float32)
+    if squares is None:
+        n_squares = max(1, (width // 512) * (height // 512))
+        sides = rng.integers(16, 48, n_squares)
+        corners = rng.integers(0, min(width, height) - 48, (n_squares, 2))
+        squares = np.column_stack([corners, sides]).astype(np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.with_suffix(".strips.tif") if cog else path.with_suffix(".part.tif")
+    codec = {"compress": "jpeg", "photometric": "ycbcr"} if compress == "jpeg" else {}
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+        "driver": "GTiff", "width": width, "height": height, "count": 3, "dtype": "uint8",
         "tiled": True, "blockxsize": 512, "blockysize": 512, "crs": "EPSG:3857",
         "transform": from_origin(-412300.0, 4927000.0, 0.3, 0.3), "BIGTIFF": "IF_SAFER",
-        **({"compress": "deflate"} if cog else {"compress": "jpeg", "photometric": "ycbcr"}),
+        **({"compress": "deflate"} if cog else codec),
     }  # fmt: skip
     with rasterio.open(target, "w", **profile) as dst:
-        for row0 in range(0, size, _STRIP):
-            rows = min(_STRIP, size - row0)
-            window = RioWindow(0, row0, size, rows)
-            dst.write(_strip(rng, coarse, row0, rows, size, squares), window=window)
+        for row0 in range(0, height, _STRIP):
+            rows = min(_STRIP, height - row0)
+            window = RioWindow(0, row0, width, rows)
+            dst.write(_strip(rng, coarse, row0, rows, width, squares), window=window)
     if cog:
-        rasterio.shutil.copy(target, path, driver="COG", COMPRESS="JPEG", QUALITY=85,
+        quality = {"QUALITY": 85} if compress == "jpeg" else {}
+        rasterio.shutil.copy(target, path, driver="COG", COMPRESS=compress.upper(), **quality,
                              BLOCKSIZE=512, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")  # fmt: skip
         target.unlink()
     else:

@@ -11,6 +11,7 @@ stored (replacing those of an earlier run), so reading a finished job's results 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -61,17 +62,25 @@ def aggregate_job(
         return AggregateResult(job_id, JobState(job.status), 0, [], counts, {})
     store.set_job_state(job_id, JobState.AGGREGATING)
     spec = JobSpec.model_validate(job.spec)
+    started = time.perf_counter()
     per_image = [
         (i, t) for i, t in merged_features(store, job_id, spec, env, finished=True) if len(t)
     ]
     table = FeatureTable.concat(t for _, t in per_image) if per_image else FeatureTable.empty()
+    merged = time.perf_counter()
     store.replace_results(job_id, [table_results(i, t) for i, t in per_image])
+    stored = time.perf_counter()
     uris = []
     for output in spec.outputs:
         writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)
         writer(table, output.uri, None)
         uris.append(output.uri)
     store.set_outputs(job_id, uris)
+    log.info(
+        "job %s: merged %d feature(s) in %.3f s, stored them in %.3f s, wrote %d output(s) "
+        "in %.3f s", job_id, len(table), merged - started, stored - merged, len(uris),
+        time.perf_counter() - stored,
+    )  # fmt: skip
     counts = store.counts(job_id)
     if counts.regions_failed == 0 and counts.images_failed == 0 and counts.tiles_failed == 0:
         status = JobState.SUCCEEDED
