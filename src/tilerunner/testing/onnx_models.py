@@ -23,7 +23,7 @@ import yaml
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["make_classifier_onnx", "make_detector_onnx"]
+__all__ = ["make_classifier_onnx", "make_detector_onnx", "make_segmenter_onnx"]
 
 _OPSET = 17
 _IR_VERSION = 8  # readable by every onnxruntime tilerunner supports (>= 1.17)
@@ -177,6 +177,51 @@ def make_classifier_onnx(
             "classes": [f"class{i}" for i in range(n_classes)],
             "input": {"size": [input_size, input_size], "layout": layout, "scale": 1 / 255},
             "output": {"decoding": "classify", "output": "scores", "softmax": True},
+        },
+    )
+    return path
+
+
+def make_segmenter_onnx(
+    path: Path,
+    *,
+    width: int = 32,
+    depth: int = 3,
+    n_classes: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Write a per-pixel segmenter (any tile size) and its card.
+
+    ``depth`` 1x1 convolutions of ``width`` channels with ReLU, a 1x1 head to ``n_classes``
+    logits and the ArgMax in the graph, so it emits class ids ``[B, H, W]`` (int64). Each pixel
+    is decided from its own values alone, at about ``2 * (3 * width + (depth - 1) * width**2 +
+    width * n_classes)`` FLOPs per pixel: a compute-heavy stand-in for a segmentation network
+    whose output needs no blending to be exact.
+    """
+    g = _Graph(seed)
+    x, channels = "images", 3
+    for i in range(depth):
+        w = g.const(f"pix{i}_w", g.he((width, channels, 1, 1), channels))
+        b = g.const(f"pix{i}_b", np.full(width, 0.01, np.float32))
+        x = g.node("Relu", [g.node("Conv", [x, w, b], f"pix{i}")], f"pix_relu{i}")
+        channels = width
+    head_w = g.const("head_w", g.he((n_classes, channels, 1, 1), channels, 4.0))
+    head_b = g.const("head_b", (g.rng.standard_normal(n_classes) * 0.5).astype(np.float32))
+    logits = g.node("Conv", [x, head_w, head_b], "logits")
+    g.node("ArgMax", [logits], "classes", axis=1, keepdims=0)
+    image = helper.make_tensor_value_info(
+        "images", TensorProto.FLOAT, ["batch", 3, "height", "width"]
+    )
+    ids = helper.make_tensor_value_info("classes", TensorProto.INT64, ["batch", "height", "width"])
+    g.save(path, "tilerunner-test-segmenter", [image], [ids])
+    _write_card(
+        path,
+        {
+            "task": "segment",
+            "name": path.stem,
+            "classes": [f"class{i}" for i in range(n_classes)],
+            "input": {"layout": "nchw", "scale": 1 / 255},
+            "output": {"decoding": "segment", "output": "classes", "argmax": False},
         },
     )
     return path
