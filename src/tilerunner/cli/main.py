@@ -71,6 +71,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "tilerunner.cli.jobs:submit",
         "Validate, plan and enqueue the job DOCUMENT (JSON); prints the job id.",
     ),
+    "watch": CommandEntry(
+        "tilerunner.cli.watch:watch",
+        "Turn every new object of SOURCE (s3://bucket/prefix/ or a folder) into a job.",
+    ),
     "worker": CommandEntry(
         "tilerunner.cli.worker:worker",
         "Serve models: lease their work, run them, record the results.",

@@ -41,6 +41,7 @@ from tilerunner.store.tiles import (
     replace_tile_failures,
     tile_errors,
 )
+from tilerunner.store.watched import WatchStore
 from tilerunner.store.workers import WorkerStore
 
 __all__ = ["AGGREGATE", "Store"]
@@ -77,7 +78,7 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store(OutboxStore, PlanStore, ResultStore, TileStore, WorkerStore):
+class Store(OutboxStore, PlanStore, ResultStore, TileStore, WatchStore, WorkerStore):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     # ----------------------------------------------------------------- jobs

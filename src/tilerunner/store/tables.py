@@ -32,6 +32,7 @@ __all__ = [
     "regions",
     "results",
     "tile_failures",
+    "watched_objects",
     "workers",
 ]
 
@@ -213,4 +214,18 @@ tile_failures = Table(
         ondelete="CASCADE",
     ),
     Index("ix_tile_failures_region", "job_id", "image_idx", "region_idx"),
+)
+
+# objects a watched source (``tilerunner watch``) has taken, each once, and the job it went into
+watched_objects = Table(
+    "watched_objects",
+    metadata,
+    Column("watch", String(255), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("version", String(128), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("size", BigInteger),
+    Column("seen_at", Float, nullable=False),
+    Column("job_id", String(64)),
+    Index("ix_watched_objects_job", "watch", "job_id"),
 )
