@@ -13,6 +13,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,22 +77,40 @@ __all__ = ["watch"]
     type=click.FloatRange(min=0),
     help="Folders: a file is taken once unchanged this long.",
 )
+@click.option(
+    "--api",
+    "api_url",
+    default=None,
+    help="Submit the jobs to this tilerunner API instead of --store/--broker; "
+    "--store then only keeps the record of what was taken.",
+)
+@click.option(
+    "--token",
+    default=None,
+    help="Key with the submit scope for --api (default $TILERUNNER_API_TOKEN).",
+)
 @click.option("--once", is_flag=True, help="Take what is there now, then exit (for cron).")
 @click.pass_obj
 @handle_errors
 def watch(settings: Settings, source: str, template_path: Path, store_url: str | None,
           broker_url: str | None, sqs_queue: str | None, suffixes: tuple[str, ...],
           glob: str | None, every: int | None, seconds: float | None, poll_seconds: float,
-          settle_seconds: float, once: bool) -> None:  # fmt: skip
+          settle_seconds: float, api_url: str | None, token: str | None,
+          once: bool) -> None:  # fmt: skip
     """Turn every new object of SOURCE (s3://bucket/prefix/ or a folder) into a job.
 
     Each object (key and ETag, or path, size and time) is taken exactly once, across restarts:
-    see docs/watch.md. Jobs go to the store and queues like 'tilerunner submit'; run workers
-    to process them. Stops cleanly on Ctrl-C or SIGTERM.
+    see docs/watch.md. Jobs go to the store and queues like 'tilerunner submit' (or to a
+    'tilerunner serve' with --api); run workers to process them. Stops cleanly on Ctrl-C or
+    SIGTERM.
     """
     from tilerunner.store import open_store
     from tilerunner.watch import JobTemplate, KeyFilter, RollingPolicy, Watcher, open_source
 
+    if api_url is not None and broker_url is not None:
+        raise InvalidRequestError(
+            "with --api the server queues the jobs: drop --broker (--store keeps the record)"
+        )
     policy = RollingPolicy(every, seconds)  # everything a user can get wrong, before any work
     template = JobTemplate.load(template_path, rolling=policy.rolling)
     keys = KeyFilter(tuple(suffixes), glob)
@@ -111,6 +130,13 @@ def watch(settings: Settings, source: str, template_path: Path, store_url: str |
         more = f" and {len(members) - 1} more" if len(members) > 1 else ""
         click.echo(f"{job_id} {first}{more}")
 
+    remote = None
+    if api_url is not None:
+        from tilerunner.watch.remote import RemoteJobs
+
+        remote = RemoteJobs(
+            store, objects.name, template, api_url, token or settings.api_token or ""
+        )
     watcher = Watcher(
         store,
         queue_factory(broker_url, settings),
@@ -120,6 +146,7 @@ def watch(settings: Settings, source: str, template_path: Path, store_url: str |
         env=settings.gdal_env(),
         s3_endpoint_url=settings.s3_endpoint_url,
         on_job=_report,
+        remote=remote,
     )
     stop = threading.Event()
 

@@ -227,5 +227,6 @@ watched_objects = Table(
     Column("size", BigInteger),
     Column("seen_at", Float, nullable=False),
     Column("job_id", String(64)),
+    Column("submitted_at", Float),  # when its job was made (or POSTed to a remote API)
     Index("ix_watched_objects_job", "watch", "job_id"),
 )

@@ -63,20 +63,27 @@ class WatchStore(StoreBase):
         """Record the objects not recorded before (waiting for a job) as seen ``at`` (now by
         default); returns those. Objects recorded already, by any watcher, are skipped."""
         now = self._clock() if at is None else at
-        recorded: list[WatchedObject] = []
+        objects = list(found)
+        c = watched_objects.c
         with self._begin() as conn:
-            for obj in found:
-                row = {
-                    "watch": watch,
-                    "key": obj.key,
-                    "version": obj.version,
-                    "url": obj.url,
-                    "size": obj.size,
-                    "seen_at": now,
-                }
-                if insert_ignore(conn, watched_objects, row):
-                    recorded.append(WatchedObject(obj.key, obj.version, obj.url, obj.size, now))
-        return recorded
+            known: set[tuple[str, str]] = set()
+            for start in range(0, len(objects), _BATCH):
+                keys = [obj.key for obj in objects[start : start + _BATCH]]
+                query = select(c.key, c.version).where(c.watch == watch, c.key.in_(keys))
+                known.update((row.key, row.version) for row in conn.execute(query))
+            new = [
+                WatchedObject(obj.key, obj.version, obj.url, obj.size, now)
+                for obj in objects
+                if obj.identity not in known
+            ]
+            if new:  # a watcher of the same source may have recorded some meanwhile: skip them
+                rows = [
+                    {"watch": watch, "key": o.key, "version": o.version, "url": o.url,
+                     "size": o.size, "seen_at": now}
+                    for o in new
+                ]  # fmt: skip
+                conn.execute(_insert_ignoring(conn), rows)
+        return new
 
     def waiting_objects(self, watch: str) -> list[WatchedObject]:
         """Objects of ``watch`` recorded but in no job yet, oldest first."""
@@ -107,7 +114,7 @@ class WatchStore(StoreBase):
         now = self._clock()
         try:
             with self._begin() as conn:
-                if _claim(conn, watch, job_id, members) != len(members):
+                if _claim(conn, watch, job_id, members, submitted_at=now) != len(members):
                     raise _Taken
                 if not insert_job(conn, job_id, name, spec, project, JobState.PLANNING, now, []):
                     raise _Taken
@@ -118,6 +125,43 @@ class WatchStore(StoreBase):
         except _Taken:  # raised inside the transaction, so that it rolls back
             return False
         return True
+
+    def assign_objects(self, watch: str, job_id: str, members: Sequence[WatchedObject]) -> bool:
+        """Give ``members`` to ``job_id`` without making the job (it is submitted elsewhere:
+        :meth:`unsubmitted_jobs`); False, writing nothing, if any member is in a job already."""
+        try:
+            with self._begin() as conn:
+                if _claim(conn, watch, job_id, members) != len(members):
+                    raise _Taken
+        except _Taken:
+            return False
+        return True
+
+    def unsubmitted_jobs(self, watch: str) -> dict[str, list[WatchedObject]]:
+        """The jobs of ``watch`` given members but not noted as submitted, with their members,
+        oldest first."""
+        c = watched_objects.c
+        query = (
+            select(c.job_id, c.key, c.version, c.url, c.size, c.seen_at)
+            .where(c.watch == watch, c.job_id.is_not(None), c.submitted_at.is_(None))
+            .order_by(c.seen_at, c.key, c.version)
+        )
+        found: dict[str, list[WatchedObject]] = {}
+        with self._begin() as conn:
+            for r in conn.execute(query):
+                obj = WatchedObject(r.key, r.version, r.url, r.size, r.seen_at)
+                found.setdefault(r.job_id, []).append(obj)
+        return found
+
+    def mark_submitted(self, watch: str, job_id: str) -> None:
+        """Note that ``job_id`` of ``watch`` was submitted."""
+        c = watched_objects.c
+        with self._begin() as conn:
+            conn.execute(
+                update(watched_objects)
+                .where(c.watch == watch, c.job_id == job_id, c.submitted_at.is_(None))
+                .values(submitted_at=self._clock())
+            )
 
     def watched_jobs(self, watch: str, states: Iterable[JobState]) -> list[str]:
         """Ids of the jobs of ``watch`` now in one of ``states``, oldest first."""
@@ -147,6 +191,17 @@ class WatchStore(StoreBase):
             return [row.job_id for row in conn.execute(query)]
 
 
+def _insert_ignoring(conn: Connection) -> Any:
+    """INSERT of watched objects that skips those recorded already (a unique-key conflict)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(watched_objects).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(watched_objects).on_conflict_do_nothing()
+
+
 def _of_watch(watch: str) -> Any:
     """The ids of the jobs made from ``watch``'s objects (a subquery)."""
     c = watched_objects.c
@@ -155,7 +210,13 @@ def _of_watch(watch: str) -> Any:
     )
 
 
-def _claim(conn: Connection, watch: str, job_id: str, members: Sequence[WatchedObject]) -> int:
+def _claim(
+    conn: Connection,
+    watch: str,
+    job_id: str,
+    members: Sequence[WatchedObject],
+    submitted_at: float | None = None,
+) -> int:
     """Give ``members`` that are in no job to ``job_id``; returns how many were given."""
     c = watched_objects.c
     given = 0
@@ -169,7 +230,7 @@ def _claim(conn: Connection, watch: str, job_id: str, members: Sequence[WatchedO
             conn.execute(
                 update(watched_objects)
                 .where(c.watch == watch, c.job_id.is_(None), match)
-                .values(job_id=job_id)
+                .values(job_id=job_id, submitted_at=submitted_at)
             ).rowcount
             or 0
         )

@@ -12,6 +12,9 @@ nothing:
    as ``tilerunner submit`` does; a coordinator of ``serve`` may claim them first;
 5. aggregations of this watch's finished jobs are run, as ``submit --wait`` does, so a watcher
    and workers need no ``serve``; the outbox claims keep this safe beside one.
+
+With ``remote`` (:class:`tilerunner.watch.remote.RemoteJobs`), step 2 submits the jobs to a
+``tilerunner serve`` instead, whose coordinator does steps 4 and 5.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tilerunner.imagery import GdalEnv
 from tilerunner.jobs import JobState
 from tilerunner.store import Store
 from tilerunner.store.watched import WatchedObject
+from tilerunner.watch.remote import RemoteJobs
 from tilerunner.watch.rolling import RollingPolicy, job_id_for
 from tilerunner.watch.sources import ObjectSource
 from tilerunner.watch.template import JobTemplate
@@ -67,6 +71,7 @@ class Watcher:
         s3_endpoint_url: str | None = None,
         on_job: OnJob | None = None,
         clock: Callable[[], float] = time.time,
+        remote: RemoteJobs | None = None,
     ) -> None:
         self.store = store
         self.queue_for = queue_for
@@ -78,6 +83,7 @@ class Watcher:
         self.s3_endpoint_url = s3_endpoint_url
         self.on_job = on_job
         self.clock = clock
+        self.remote = remote
         self.watch = source.name
         self.owner = f"watch-{socket.gethostname()}-{os.getpid()}"
         self._seen = store.seen_objects(self.watch)
@@ -90,15 +96,22 @@ class Watcher:
         self._seen.update(obj.identity for obj in fresh)
         made = self.make_jobs()
         self.source.acknowledge(found.receipts)
-        self.plan_jobs()
-        self.finish_jobs()
+        if self.remote is None:  # a remote API's coordinator plans and finishes its jobs
+            self.plan_jobs()
+            self.finish_jobs()
         return Look(len(recorded), made, found.more)
 
     def make_jobs(self) -> list[str]:
         """Make the jobs that the waiting objects complete now; returns their ids."""
-        waiting = self.store.waiting_objects(self.watch)
+        batches = self.policy.batches(self.store.waiting_objects(self.watch), self.clock())
+        if self.remote is not None:
+            submitted = self.remote.make(batches)
+            for job_id, members in submitted:
+                if self.on_job is not None:
+                    self.on_job(job_id, members)
+            return [job_id for job_id, _ in submitted]
         made = []
-        for members in self.policy.batches(waiting, self.clock()):
+        for members in batches:
             job_id = job_id_for(self.watch, members)
             spec = self.template.spec_for(members, job_id)
             document = spec.model_dump(mode="json")

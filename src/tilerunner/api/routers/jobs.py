@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from starlette.responses import Response as StarletteResponse
 
 from tilerunner.api.deps import (
@@ -86,14 +87,36 @@ def submit(
     settings: SettingsDep,
     document: Annotated[dict[str, Any], Body(description="A job document (docs/job-document.md).")],
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Submitting again with the same key answers with the job it made.",
+        ),
+    ] = None,
 ) -> Job:
     """Validate a job document and accept it in the key's project: 202 with the job in
-    ``planning``; the coordinator opens its images and queues its regions (``queued``)."""
+    ``planning``; the coordinator opens its images and queues its regions (``queued``).
+
+    With an ``Idempotency-Key``, the job's id is derived from the project and the key, so a
+    client that retries after losing the answer gets the job it made, never a second one.
+    """
     spec = parse_job(document)
     check_job_document(spec, settings.url_policy())  # sources, outputs, callback: allowed?
-    job_id = accept_job(store, spec, project=caller.project)
+    job_id = accept_job(
+        store, spec, project=caller.project, job_id=_idempotent_id(caller.project, idempotency_key)
+    )
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return _view(store, job_id)
+
+
+def _idempotent_id(project: str, key: str | None) -> str | None:
+    if key is None:
+        return None
+    digest = hashlib.sha256(f"{project}\0{key}".encode()).hexdigest()
+    return f"job-i{digest[:15]}"
 
 
 @router.get("", response_model=JobList)
