@@ -125,6 +125,10 @@ class Placement:
 
 def _oriented(geoms: NDArray[np.object_]) -> NDArray[np.object_]:
     # RFC 7946 and GeoParquet's "counterclockwise" orientation: shells CCW, holes CW.
+    orient_all = getattr(shapely, "orient_polygons", None)  # shapely 2.1 and later
+    if orient_all is not None:
+        oriented: NDArray[np.object_] = orient_all(geoms, exterior_cw=False)
+        return oriented
     return np.array([orient(g, 1.0) for g in geoms], dtype=object)
 
 

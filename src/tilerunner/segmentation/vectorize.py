@@ -5,14 +5,14 @@ scene does not fit in memory; so it runs here on one block-aligned window at a t
 polygons that a window seam cut are stitched back together. Memory stays bounded by one window
 of pixels plus the polygons still touching an open seam, never by the raster's size.
 
-The stitch, in row-major window order:
+The stitch, in row-major window order (:mod:`tilerunner.segmentation.seams`):
 
 * a polygon that touches no seam shared with another window is complete and is written at
   once (most polygons);
 * a polygon touching a seam is held; at the end of each row of windows the held polygons of
-  each class are unioned (``shapely.union_all``) and split into connected parts; a part that
-  does not reach the bottom seam of that row can grow no more and is written, the others wait
-  for the next row.
+  each class are joined (their shells unioned, their holes put back) and split into connected
+  parts; a part that does not reach the bottom seam of that row can grow no more and is
+  written, the others wait for the next row.
 
 Pixels are 4-connected, as in ``shapes(connectivity=4)`` over the whole raster: two pixels that
 touch only at a corner belong to separate polygons, also across a seam (the union of two
@@ -35,12 +35,12 @@ from numpy.typing import NDArray
 from pyproj import CRS
 from rasterio.features import shapes
 from rasterio.windows import Window as RioWindow
-from shapely.geometry import shape
 
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import GdalEnv, open_dataset
 from tilerunner.outputs.writers import check_output, write_output
 from tilerunner.segmentation.polygon_output import OutputCrs, Placement, polygon_sink
+from tilerunner.segmentation.seams import SeamStitcher
 from tilerunner.tiling import Window
 
 __all__ = ["ClassVectors", "VectorSummary", "vectorize"]
@@ -192,58 +192,61 @@ def _polygons(
     width, height = int(dataset.width), int(dataset.height)
     block = tuple(dataset.block_shapes[0])
     nodata = dataset.nodata
-    held: dict[int, list[shapely.Polygon]] = {}
+    stitcher = SeamStitcher()
     for row in _windows(width, height, (int(block[0]), int(block[1])), size):
         for win in row:
-            data = dataset.read(
-                1, window=RioWindow(win.col_off, win.row_off, win.width, win.height)
-            )
-            done: dict[int, list[shapely.Polygon]] = {}
-            for class_id, polygon in _window_polygons(data, win, nodata, skip):
-                touches_seam = (
-                    (win.col_off > 0 and polygon.bounds[0] <= win.col_off)
-                    or (win.row_off > 0 and polygon.bounds[1] <= win.row_off)
-                    or (win.col_end < width and polygon.bounds[2] >= win.col_end)
-                    or (win.row_end < height and polygon.bounds[3] >= win.row_end)
+            rio_window = RioWindow(win.col_off, win.row_off, win.width, win.height)
+            data = dataset.read(1, window=rio_window)
+            found = _window_polygons(data, win, nodata, skip)
+            for class_id, polygons in found.items():
+                bounds = shapely.bounds(polygons)
+                on_seam = (
+                    ((bounds[:, 0] <= win.col_off) & (win.col_off > 0))
+                    | ((bounds[:, 1] <= win.row_off) & (win.row_off > 0))
+                    | ((bounds[:, 2] >= win.col_end) & (win.col_end < width))
+                    | ((bounds[:, 3] >= win.row_end) & (win.row_end < height))
                 )
-                (held if touches_seam else done).setdefault(class_id, []).append(polygon)
-            yield from done.items()
+                stitcher.hold(class_id, polygons[on_seam].tolist())
+                if not on_seam.all():
+                    yield class_id, polygons[~on_seam].tolist()
         open_seam = row[0].row_end if row[0].row_end < height else None
-        yield from _stitch(held, open_seam)
+        yield from stitcher.stitch(open_seam)
 
 
 def _window_polygons(
     data: NDArray[Any], win: Window, nodata: float | None, skip: frozenset[int]
-) -> Iterator[tuple[int, shapely.Polygon]]:
+) -> dict[int, NDArray[np.object_]]:
+    """The polygons of one window per class, in full-image pixel coordinates."""
     valid = np.ones(data.shape, dtype=bool)
     if nodata is not None:
         valid &= data != nodata
     for class_id in skip:
         valid &= data != class_id
     if not valid.any():
-        return
+        return {}
     if data.dtype.name not in _SHAPES_DTYPES:
         if data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max:
             raise InvalidRequestError("class ids must fit in 32-bit integers to be vectorized")
         data = data.astype(np.int32)
     offset = Affine.translation(win.col_off, win.row_off)
-    for geometry, value in shapes(data, mask=valid, connectivity=4, transform=offset):
-        yield int(value), shape(geometry)
-
-
-def _stitch(
-    held: dict[int, list[shapely.Polygon]], open_seam: int | None
-) -> Iterator[tuple[int, list[shapely.Polygon]]]:
-    """Union held polygons per class; yield the parts that cannot grow, keep the rest held."""
-    for class_id in list(held):
-        parts = shapely.get_parts(shapely.union_all(held[class_id]))
-        if open_seam is None:
-            finished, waiting = list(parts), []
-        else:
-            reaches = shapely.bounds(parts)[:, 3] >= open_seam
-            finished, waiting = list(parts[~reaches]), list(parts[reaches])
-        held[class_id] = waiting
-        if not waiting:
-            del held[class_id]
-        if finished:
-            yield class_id, finished
+    # all rings of the window in two vectorised calls: coordinates -> rings -> polygons
+    coords: list[NDArray[np.float64]] = []
+    ring_sizes: list[int] = []
+    polygon_of_ring: list[int] = []
+    values: list[int] = []
+    for index, (geometry, value) in enumerate(
+        shapes(data, mask=valid, connectivity=4, transform=offset)
+    ):
+        for ring in geometry["coordinates"]:
+            coords.append(np.asarray(ring, dtype=np.float64))
+            ring_sizes.append(len(ring))
+            polygon_of_ring.append(index)
+        values.append(int(value))
+    if not values:
+        return {}
+    rings = shapely.linearrings(
+        np.concatenate(coords), indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+    )
+    polygons = shapely.polygons(rings, indices=np.asarray(polygon_of_ring))
+    ids = np.asarray(values)
+    return {int(cid): polygons[ids == cid] for cid in np.unique(ids)}
