@@ -206,7 +206,7 @@ def make_segmenter_onnx(
         x = g.node("Relu", [g.node("Conv", [x, w, b], f"pix{i}")], f"pix_relu{i}")
         channels = width
     head_w = g.const("head_w", g.he((n_classes, channels, 1, 1), channels, 4.0))
-    head_b = g.const("head_b", (g.rng.standard_normal(n_classes) * 0.5).astype(np.float32))
+    head_b = g.const("head_b", np.zeros(n_classes, np.float32))
     logits = g.node("Conv", [x, head_w, head_b], "logits")
     g.node("ArgMax", [logits], "classes", axis=1, keepdims=0)
     image = helper.make_tensor_value_info(
@@ -220,7 +220,8 @@ def make_segmenter_onnx(
             "task": "segment",
             "name": path.stem,
             "classes": [f"class{i}" for i in range(n_classes)],
-            "input": {"layout": "nchw", "scale": 1 / 255},
+            # centred inputs, so the classes follow the pixels' colours rather than one bias
+            "input": {"layout": "nchw", "scale": 1 / 255, "mean": [0.45] * 3, "std": [0.2] * 3},
             "output": {"decoding": "segment", "output": "classes", "argmax": False},
         },
     )
