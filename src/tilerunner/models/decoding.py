@@ -207,9 +207,11 @@ def decode_segment(
             f"segment output has shape {output.shape}; expected [B, H, W] or [B, K, H, W]"
         )
     out_h, out_w = output.shape[-2:]
-    rows = (np.arange(tile_hw[0]) * out_h) // tile_hw[0]
-    cols = (np.arange(tile_hw[1]) * out_w) // tile_hw[1]
-    resized = output[..., rows[:, None], cols[None, :]]
+    resized = output
+    if (out_h, out_w) != tuple(tile_hw):  # the usual case needs no gather of every pixel
+        rows = (np.arange(tile_hw[0]) * out_h) // tile_hw[0]
+        cols = (np.arange(tile_hw[1]) * out_w) // tile_hw[1]
+        resized = output[..., rows[:, None], cols[None, :]]
     if resized.ndim == 3:
         return list(resized.astype(np.int64))
     return list(resized.astype(np.float32))
