@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     read_retries: int = Field(default=3, ge=0, le=10)
     """Tries again of a tile read that failed transiently (a timeout, a 5xx from object
     storage), with a short doubling back-off, before the tile counts as failed."""
+    read_strip_mb: int = Field(default=64, ge=0, le=4096)
+    """Budget of one strip (MiB of decoded pixels) when a worker reads a region in
+    block-aligned strips of tile rows, each fetched in one burst of parallel range requests;
+    0 reads tile by tile. Each reader thread holds about twice this at most."""
     claim_seconds: float = Field(default=30.0, gt=0)
     """Lease of a coordinator's claim on an aggregation, extended every third of it while it
     runs; a killed coordinator's work is taken over after about this long."""

@@ -33,6 +33,9 @@ def test_env_is_immutable_hashable_and_local_paths_keep_sidecars() -> None:
     assert env.options_for("s3://b/k.tif")["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
     local = env.options_for("/data/scene.tif")
     assert "GDAL_DISABLE_READDIR_ON_OPEN" not in local and local["GDAL_CACHEMAX"] == "256"
+    # parallel block fetches for remote reads; local decoding stays on the reader threads
+    assert env.options_for("s3://b/k.tif")["GDAL_NUM_THREADS"] == "ALL_CPUS"
+    assert "GDAL_NUM_THREADS" not in local
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from tilerunner.imagery import RasterReader
 from tilerunner.merging import owned_mask
 from tilerunner.models import LoadedModel, wrap_model
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
+from tilerunner.pipeline.streaming import STRIP_BYTES
 from tilerunner.store import FeatureRows
 from tilerunner.testing import (
     ConstantClassifier,
@@ -102,17 +103,22 @@ class Recording:
 
 
 class Meter:
-    """Tiles read but not yet taken by the model, and the most there ever were."""
+    """Tiles read but not yet taken by the model, and the most there ever were.
 
-    def __init__(self) -> None:
+    A read counts the tiles of ``grid`` its window holds whole (a strip holds several).
+    """
+
+    def __init__(self, grid: TileGrid) -> None:
+        self.windows = [grid.tile(c, r) for r in range(grid.n_rows) for c in range(grid.n_cols)]
         self.read = 0
         self.taken = 0
         self.max_ahead = 0
         self._lock = threading.Lock()
 
-    def tile_read(self) -> None:
+    def window_read(self, window: Window) -> None:
+        n = sum(window.contains(w) for w in self.windows)
         with self._lock:
-            self.read += 1
+            self.read += n
             self.max_ahead = max(self.max_ahead, self.read - self.taken)
 
     def consumed(self, n: int) -> None:
@@ -122,6 +128,9 @@ class Meter:
 
 class InstrumentedReader(RasterReader):
     """A real reader that can hold its first read, fail chosen windows, and count reads.
+
+    A read fails when its window contains a failing window (a strip holding that tile, or the
+    tile itself); ``failed_reads`` counts the failed reads per failing window.
 
     Holding the first read keeps one tile outstanding while the test submits, so the batcher
     never flushes a partial batch for lack of work: batch composition becomes deterministic.
@@ -155,17 +164,18 @@ class InstrumentedReader(RasterReader):
             first, self._first_done = not self._first_done, True
         if first and not self._release.wait(timeout=60):
             raise SourceError("the held read was never released")
-        if window in self._fail:
+        bad = next((w for w in self._fail if window.contains(w)), None)
+        if bad is not None:
             with self._hold_lock:
-                n = self.failed_reads.get(window, 0)
+                n = self.failed_reads.get(bad, 0)
                 failing = self._fail_times is None or n < self._fail_times
                 if failing:
-                    self.failed_reads[window] = n + 1
+                    self.failed_reads[bad] = n + 1
             if failing:
-                raise self._fail[window]
+                raise self._fail[bad]
         pixels = super().read(window)
         if self._meter is not None:
-            self._meter.tile_read()
+            self._meter.window_read(window)
         return pixels
 
 
@@ -199,6 +209,7 @@ def run(
     reader: InstrumentedReader | None = None,
     read_retries: int = 3,
     stats: list[TilePipeline] | None = None,
+    strip_bytes: int = STRIP_BYTES,
 ) -> dict[Hashable, RegionResult]:
     """Submit every region, release a held reader, close, and return results by key."""
     results = Results()
@@ -209,6 +220,7 @@ def run(
         readers=readers,
         read_retries=read_retries,
         read_backoff=0.005,
+        strip_bytes=strip_bytes,
     )
     if stats is not None:
         stats.append(pipeline)
@@ -343,8 +355,9 @@ def test_a_poison_tile_fails_alone_and_its_region_keeps_the_other_tiles(
     [(SourceError("cannot read the tile"), "source_error"), (OSError("disk went away"), "error")],
     ids=["source-error", "reader-bug"],
 )
+@pytest.mark.parametrize("strip_bytes", [STRIP_BYTES, 0], ids=["strips", "per-tile"])
 def test_a_read_error_fails_only_its_tile(
-    scene: Scene, grid: TileGrid, failure: Exception, code: str
+    scene: Scene, grid: TileGrid, failure: Exception, code: str, strip_bytes: int
 ) -> None:
     tif, truth_csv, truth = scene
     good = RasterReader(str(tif))
@@ -353,7 +366,7 @@ def test_a_read_error_fails_only_its_tile(
     bad_window = victim.tiles[2].window
     bad = InstrumentedReader(tif, fail={bad_window: failure})
     items[5] = RegionWork(victim.key, bad, victim.tiles, WIDTH, HEIGHT)
-    results = run(model(TruthDetector(truth_csv)), items)
+    results = run(model(TruthDetector(truth_csv)), items, strip_bytes=strip_bytes)
     good.close()
     bad.close()
 
@@ -361,7 +374,8 @@ def test_a_read_error_fails_only_its_tile(
     [tile_failure] = results[victim.key].tile_failures
     assert (tile_failure.window, tile_failure.code) == (bad_window, code)
     assert str(failure) in tile_failure.message
-    assert bad.failed_reads == {bad_window: 1}  # not a transient error: read once
+    # not a transient error: read once (with strips: the strip, then the tile on its own)
+    assert bad.failed_reads == {bad_window: 2 if strip_bytes else 1}
     assert results[victim.key].n_tiles == 4 and not results[victim.key].all_failed
     others = [t for t in victim.tiles if t.window != bad_window]
     assert sorted_boxes(results[victim.key].rows.boxes) == sorted(
@@ -369,8 +383,9 @@ def test_a_read_error_fails_only_its_tile(
     )
 
 
+@pytest.mark.parametrize("strip_bytes", [STRIP_BYTES, 0], ids=["strips", "per-tile"])
 def test_a_transient_read_error_is_tried_again_and_costs_nothing(
-    scene: Scene, grid: TileGrid
+    scene: Scene, grid: TileGrid, strip_bytes: int
 ) -> None:
     tif, truth_csv, truth = scene
     window = grid.tile(2, 3)
@@ -378,7 +393,12 @@ def test_a_transient_read_error_is_tried_again_and_costs_nothing(
         tif, fail={window: RetryableError("object storage answered 503")}, fail_times=2
     )
     pipelines: list[TilePipeline] = []
-    results = run(model(TruthDetector(truth_csv)), works(reader, grid, 2), stats=pipelines)
+    results = run(
+        model(TruthDetector(truth_csv)),
+        works(reader, grid, 2),
+        stats=pipelines,
+        strip_bytes=strip_bytes,
+    )
     reader.close()
 
     assert reader.failed_reads == {window: 2}
@@ -388,15 +408,19 @@ def test_a_transient_read_error_is_tried_again_and_costs_nothing(
     assert sorted_boxes(rows.boxes) == sorted_boxes(np.asarray(truth))
 
 
+@pytest.mark.parametrize("strip_bytes", [STRIP_BYTES, 0], ids=["strips", "per-tile"])
 def test_a_read_that_keeps_failing_transiently_fails_its_tile_after_the_retries(
-    scene: Scene, grid: TileGrid
+    scene: Scene, grid: TileGrid, strip_bytes: int
 ) -> None:
     window = grid.tile(0, 0)
     reader = InstrumentedReader(scene[0], fail={window: RetryableError("timed out")})
-    results = run(model(TruthDetector(scene[1])), works(reader, grid, 2), read_retries=2)
+    items = works(reader, grid, 2)
+    results = run(model(TruthDetector(scene[1])), items, read_retries=2, strip_bytes=strip_bytes)
     reader.close()
 
-    assert reader.failed_reads == {window: 3}  # the read and two tries again
+    # the read and two tries again; with strips, the strip's and then the tile's own
+    assert reader.failed_reads == {window: 6 if strip_bytes else 3}
+    assert all(r.n_tiles == len(i.tiles) for r, i in zip(results.values(), items, strict=True))
     [failure] = [f for r in results.values() for f in r.tile_failures]
     assert (failure.window, failure.code) == (window, "retryable")
     assert "timed out" in failure.message
@@ -439,20 +463,25 @@ def test_close_drains_every_submitted_region(scene: Scene, grid: TileGrid) -> No
     assert pipeline.stats.batches >= -(-grid.n_tiles // 3)
 
 
+@pytest.mark.parametrize("strip_bytes", [STRIP_BYTES, 0], ids=["strips", "per-tile"])
 @pytest.mark.parametrize(("batch_size", "readers"), [(2, 1), (4, 3)])
 def test_read_ahead_is_bounded_with_a_slow_model(
-    scene: Scene, grid: TileGrid, batch_size: int, readers: int
+    scene: Scene, grid: TileGrid, batch_size: int, readers: int, strip_bytes: int
 ) -> None:
-    """Documented bound: 2 x batch waiting + readers x 2 queued + one batch in the model + two
-    batches in post-processing. Without back-pressure the fast readers would read all 48."""
-    meter = Meter()
+    """Documented bound: 2 x batch waiting + per reader the tiles of its strip in hand (per-tile
+    reads: 2) + one batch in the model + two batches in post-processing. Without
+    back-pressure the fast readers would read all 48."""
+    meter = Meter(grid)
     reader = InstrumentedReader(scene[0], meter=meter)
-    items = works(reader, grid, region_tiles=2)
+    items = works(reader, grid, region_tiles=2)  # one strip of 4 tiles per region
     slow = Recording(SleepModel(seconds_per_batch=0.01), meter=meter)
-    results = run(model(slow), items, batch_size=batch_size, readers=readers)
+    results = run(
+        model(slow), items, batch_size=batch_size, readers=readers, strip_bytes=strip_bytes
+    )
     reader.close()
 
-    bound = 2 * batch_size + readers * 2 + batch_size + 2 * batch_size
+    in_hand = 4 if strip_bytes else 2
+    bound = 2 * batch_size + readers * in_hand + batch_size + 2 * batch_size
     assert bound < grid.n_tiles
     assert meter.read == meter.taken == grid.n_tiles
     assert meter.max_ahead <= bound

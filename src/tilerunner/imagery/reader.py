@@ -11,6 +11,28 @@ image are zero-padded, masked or nodata pixels are zeroed, and non-``uint8`` dat
 linearly to 0..255 in one vectorised pass. Models that take the source's own values (reflectance,
 elevation: ``native_input`` in the model contract) get :meth:`RasterReader.read_native` instead:
 ``float32`` values unscaled, with ``NaN`` where a ``uint8`` read would put 0.
+
+How workers read: by strips, through GDAL. Object storage answers each request after 20-100 ms,
+so what matters remotely is how many requests are made one after the other, and whether
+overlapping tiles fetch the same internal blocks again. Four designs were measured side by side
+on one 8192 x 6144 DEFLATE COG (512 px blocks) served over HTTP with 0, 50 and 100 ms added per
+request (``bench/reads.py``, figures in ``docs/benchmarks.md``):
+
+(a) a read per tile window (the earlier design): one request at a time per reader thread, and
+    the blocks under every overlap fetched again once GDAL's caches have moved on;
+(b) reads of whole block-aligned strips of a region (:mod:`tilerunner.tiling.strips`), cut into
+    tiles in memory (:mod:`tilerunner.pipeline.reads`): GDAL turns one window spanning many
+    blocks into parallel range requests, one per run of consecutive blocks, and with
+    ``GDAL_NUM_THREADS`` merges them and decodes on several threads; no block is fetched twice;
+(c) (a) with more reader threads: more requests in flight, but each still small and the
+    overlaps still fetched again, and every thread holds its own dataset handle and caches;
+(d) a reader that fetches and decodes COG tiles itself (async-tiff, obstore): not built; (b)
+    already keeps the requests of a strip in flight together, and GDAL keeps every format,
+    nodata, mask and scaling rule in one place.
+
+(b) was fastest at every latency and fetches each block once, so it is what workers use; memory
+stays bounded by the strip budget (``read_strip_mb``). Local files are read the same way, with
+GDAL's single-threaded decoding (the model is what a local worker waits for).
 """
 
 from __future__ import annotations
@@ -231,6 +253,11 @@ class RasterReader:
         self._mask_band = any(
             MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags
         ) and not any(MaskFlags.nodata in f for f in flags)
+        self.block_height = int(dataset.block_shapes[self._indexes[0] - 1][0])
+        """Rows of the raster's internal blocks (strips are cut on block edges)."""
+        converted = 0 if self._scale is None else len(self._indexes) * (self._dtype.itemsize + 4)
+        self.bytes_per_pixel = self.channels + converted + 1
+        """Peak bytes a read holds per pixel: the output, the raw and scaled copies, a mask."""
 
     def _dataset(self) -> Any:
         if self._closed:

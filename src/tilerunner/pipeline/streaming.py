@@ -1,10 +1,12 @@
 """The in-worker hot path: reader threads -> batcher -> model -> post-processing.
 
 Stages are threads joined by bounded queues, so reading (GDAL releases the GIL), inference
-and post-processing overlap, and memory is bounded by the queue sizes, never by image size:
-at most ``3 x batch_size + readers`` decoded tiles wait for the model (the ready queue, the
-batch being formed, one per reader thread), one batch is inside it and two wait for
-post-processing.
+and post-processing overlap, and memory is bounded by the queue sizes and the strip budget,
+never by image size: each reader thread reads one region at a time in block-aligned strips of
+at most ``strip_bytes`` (:mod:`tilerunner.pipeline.reads`; about twice that while it carries
+rows from one strip to the next), at most ``3 x batch_size + readers`` decoded tiles wait for
+the model (the ready queue, the batch being formed, one per reader thread), one batch is
+inside it and two wait for post-processing. With ``strip_bytes=0`` readers read tile by tile.
 
 Tiles of different regions share batches, so the model never waits for a region boundary.
 Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
@@ -24,25 +26,30 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tilerunner.errors import ModelError, RetryableError, TilerunnerError
+from tilerunner.errors import ModelError, TilerunnerError
 from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.models import LoadedModel, TileOutput
 from tilerunner.pipeline.postprocess import owned_features
+from tilerunner.pipeline.reads import TileReads
 from tilerunner.pipeline.work import RegionResult, RegionState, RegionWork, TileItem
 
-__all__ = ["PipelineStats", "TilePipeline"]
+__all__ = ["STRIP_BYTES", "PipelineStats", "TilePipeline"]
 
 log = logging.getLogger(__name__)
 
 _STOP = None
 _POLL = 0.05
+
+#: Default budget of one strip of a region read at once (decoded bytes): a 4096 px region of
+#: an RGB image (48 MiB) is one strip, so its blocks are fetched in one burst of requests.
+STRIP_BYTES = 64 * 2**20
 
 
 @dataclass(slots=True)
@@ -70,18 +77,31 @@ class TilePipeline:
         readers: int = 2,
         read_retries: int = 3,
         read_backoff: float = 0.25,
+        strip_bytes: int = STRIP_BYTES,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if read_retries < 0:
             raise ValueError("read_retries must not be negative")
+        if strip_bytes < 0:
+            raise ValueError("strip_bytes must not be negative (0 reads tile by tile)")
         self.model = model
         self.batch_size = batch_size
         self.read_retries = read_retries
         self.read_backoff = read_backoff
         self.stats = PipelineStats()
+        self.strip_bytes = strip_bytes
+        self._reads = TileReads(
+            strip_bytes=strip_bytes,
+            retries=read_retries,
+            backoff=read_backoff,
+            on_retry=self._count_retry,
+            native=model.native_input,
+        )
         self._on_result = on_result
-        self._read_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=max(2, readers * 2))
+        self._read_q: queue.Queue[TileItem | RegionState | None] = queue.Queue(
+            maxsize=max(2, readers * 2)
+        )
         self._ready_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=batch_size * 2)
         self._post_q: queue.Queue[tuple[list[TileItem], list[TileOutput | None]] | None] = (
             queue.Queue(maxsize=2)
@@ -106,6 +126,11 @@ class TilePipeline:
         if not work.tiles:
             self._on_result(RegionResult(work.key, FeatureRows(), 0))
             return
+        if self.strip_bytes:
+            with self._lock:
+                self._outstanding += len(work.tiles)
+            self._read_q.put(state)
+            return
         for tile in work.tiles:
             with self._lock:
                 self._outstanding += 1
@@ -124,15 +149,19 @@ class TilePipeline:
 
     # -------------------------------------------------------------- readers
     def _read_loop(self) -> None:
-        while (item := self._read_q.get()) is not _STOP:
+        while (task := self._read_q.get()) is not _STOP:
+            if isinstance(task, RegionState):
+                self._deliver(self._reads.region(task))
+            else:
+                self._deliver(self._reads.tile(item) for item in (task,))
+
+    def _deliver(self, items: Iterator[TileItem]) -> None:
+        """Hand each tile read to the batcher, timing the reads (not the waits for room)."""
+        while True:
             started = time.perf_counter()
-            try:
-                item.pixels = self._read(item)
-            except TilerunnerError as error:
-                item.error = error
-            except Exception as error:  # boundary: a reader bug fails the tile, not the worker
-                log.exception("reading %s failed", item.tile.window)
-                item.error = TilerunnerError(f"reading {item.tile.window} failed: {error!r}")
+            item = next(items, None)
+            if item is None:
+                return
             with self._lock:
                 self.stats.read_seconds += time.perf_counter() - started
                 self.stats.tiles_read += 1
@@ -140,21 +169,9 @@ class TilePipeline:
             with self._lock:
                 self._outstanding -= 1
 
-    def _read(self, item: TileItem) -> NDArray[np.uint8] | NDArray[np.float32]:
-        """One tile's pixels; transient failures are tried again with a doubling back-off."""
-        reader = item.state.work.reader
-        read = reader.read_native if self.model.native_input else reader.read
-        for attempt in range(self.read_retries + 1):
-            try:
-                return read(item.tile.window)
-            except RetryableError as error:
-                if attempt >= self.read_retries:
-                    raise
-                log.info("reading %s failed (%s); trying again", item.tile.window, error)
-                with self._lock:
-                    self.stats.read_retries += 1
-                time.sleep(self.read_backoff * 2**attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.stats.read_retries += 1
 
     # -------------------------------------------------------------- batcher
     def _batch_loop(self) -> None:

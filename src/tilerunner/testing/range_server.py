@@ -104,7 +104,7 @@ class RangeStats:
 
 class _Counters:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.records: list[RequestRecord] = []
         self.ranges = 0
         self.in_flight = 0
@@ -131,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         with counters.lock:
             counters.in_flight += 1
             counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        status, sent, n_ranges = 0, 0, 0
         try:
             delay = self.server.latency_ms / 1000.0
             if delay > 0:
@@ -139,11 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with counters.lock:
                 counters.in_flight -= 1
-        with counters.lock:
-            counters.ranges += n_ranges
-            counters.records.append(
-                RequestRecord(self.command, self.path, self.headers.get("Range"), status, sent)
-            )
+                counters.ranges += n_ranges
+                counters.records.append(
+                    RequestRecord(self.command, self.path, self.headers.get("Range"), status, sent)
+                )
+                counters.lock.notify_all()
 
     def _respond(self, body: bool) -> tuple[int, int, int]:
         counters = self.server.counters
@@ -291,10 +292,15 @@ class RangeServer:
             counters.fail_next = count
             counters.fail_status = status
 
-    def stats(self) -> RangeStats:
-        """A snapshot of the counters."""
+    def stats(self, settle: float = 5.0) -> RangeStats:
+        """A snapshot of the counters, once no request is in flight (waiting ``settle`` s at most).
+
+        A client has its whole response a moment before the server has counted it; waiting for
+        the requests in flight makes a snapshot taken right after a read complete.
+        """
         counters = self._running().counters
         with counters.lock:
+            counters.lock.wait_for(lambda: counters.in_flight == 0, timeout=settle)
             records = tuple(counters.records)
             return RangeStats(
                 requests=len(records),
@@ -304,10 +310,11 @@ class RangeServer:
                 records=records,
             )
 
-    def reset(self) -> None:
-        """Set every counter back to zero (requests in flight still finish and are counted)."""
+    def reset(self, settle: float = 5.0) -> None:
+        """Set every counter back to zero, once no request is in flight (``settle`` s at most)."""
         counters = self._running().counters
         with counters.lock:
+            counters.lock.wait_for(lambda: counters.in_flight == 0, timeout=settle)
             counters.records.clear()
             counters.ranges = 0
             counters.max_in_flight = counters.in_flight

@@ -34,7 +34,7 @@ from tilerunner.errors import (
 )
 from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
-from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
+from tilerunner.pipeline import STRIP_BYTES, RegionResult, RegionWork, TilePipeline
 from tilerunner.work import Assignment, ServedModel, WorkerReport, WorkResult, WorkSource
 from tilerunner.worker.readers import ReaderCache
 
@@ -58,6 +58,8 @@ class WorkerOptions:
     """Long-poll wait of each lease call (HTTP sources); 0 polls every ``poll_seconds``."""
     read_retries: int = 3
     """Tries again of a tile read that failed transiently, before the tile counts as failed."""
+    strip_bytes: int = STRIP_BYTES
+    """Budget of one strip of a region read at once; 0 reads tile by tile."""
 
 
 class Worker:
@@ -92,6 +94,7 @@ class Worker:
                 batch_size=options.batch_size,
                 readers=options.readers,
                 read_retries=options.read_retries,
+                strip_bytes=options.strip_bytes,
             )
             for name, model in models.items()
         }
