@@ -21,6 +21,10 @@ __all__ = ["PluginDetectionModel"]
 class PluginDetectionModel(DetectionModel):  # type: ignore[misc]
     """``model=`` is an object with ``predict(tiles [B, H, W, C] uint8) -> list[dict]``."""
 
+    def set_device(self, device: str | None = None) -> None:
+        # the plugin picks its own device; SAHI's would import torch only to answer "cpu"
+        self.device = device or "cpu"
+
     def load_model(self) -> None:
         raise ValueError("pass the plugin instance as model=")
 

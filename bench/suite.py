@@ -69,9 +69,14 @@ def _scale(args: argparse.Namespace) -> None:
 
 def _plots(args: argparse.Namespace) -> None:
     from plots import draw
+    from tables import peers_tables, scale_tables
 
     for path in draw(args.results, args.img):
         print(f"wrote {path}")
+    for name, render in (("peers", peers_tables), ("scale", scale_tables)):
+        path = args.results / f"{name}.json"
+        if path.exists():
+            print(render(json.loads(path.read_text(encoding="utf-8"))))
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -16,6 +16,7 @@ from test_repository import store, store_url  # noqa: F401 - fixtures
 from tilerunner.georef import ImageGeoref
 from tilerunner.jobs import JobState
 from tilerunner.store import FeatureRows, ImagePlan, ImageResults, Store
+from tilerunner.store import results as stored_results
 from tilerunner.store.plans import PLAN
 from tilerunner.store.tables import outbox, regions
 
@@ -149,3 +150,19 @@ def test_results_need_one_geometry_per_feature() -> None:
     rows = FeatureRows(boxes=np.zeros((2, 4)), scores=np.zeros(2), labels=["a", "a"])
     with pytest.raises(ValueError, match="one geometry"):
         ImageResults(0, rows, [None])
+
+
+def test_results_written_in_several_batches_keep_every_row_in_order(
+    store: Store,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stored_results, "_BATCH", 3)  # 7 and 4 rows: full, full, part batches
+    store.create_job("j1", None, {}, _plans())
+    written = [_results(0, 7, 0.0), _results(1, 4, 50.0)]
+    assert store.replace_results("j1", written) == 11
+    got = store.results("j1")
+    assert [g.image_idx for g in got] == [0, 1]
+    for g, w in zip(got, written, strict=True):
+        np.testing.assert_array_equal(g.rows.boxes, w.rows.boxes)
+        assert g.rows.labels == w.rows.labels and g.rows.extra == w.rows.extra
+        assert [x is None for x in g.geometry] == [x is None for x in w.geometry]

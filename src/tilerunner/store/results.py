@@ -8,6 +8,7 @@ exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,15 +59,29 @@ class ResultStore(StoreBase):
 
 
 def replace_results(conn: Connection, job_id: str, parts: list[ImageResults]) -> int:
-    """Delete the job's stored results and write ``parts``; returns features written."""
+    """Delete the job's stored results and write ``parts``; returns features written.
+
+    Rows are built and inserted ``_BATCH`` at a time: two million features as one list of row
+    dicts would take gigabytes on top of the feature table they come from.
+    """
+    conn.execute(delete(results).where(results.c.job_id == job_id))
+    written = 0
+    for part in parts:
+        for batch in _row_batches(job_id, part):
+            conn.execute(_INSERT, batch)
+            written += len(batch)
+    return written
+
+
+def _row_batches(job_id: str, part: ImageResults) -> Iterator[list[dict[str, Any]]]:
+    """One image's features as rows of the results table, ``_BATCH`` at a time, in order."""
     import numpy as np
 
-    conn.execute(delete(results).where(results.c.job_id == job_id))
-    payload: list[dict[str, Any]] = []
-    for part in parts:
-        rows = part.rows
-        extra = rows.extra or [None] * len(rows)
-        payload.extend(
+    rows, n = part.rows, len(part.rows)
+    for start in range(0, n, _BATCH):
+        stop = min(n, start + _BATCH)
+        extra = rows.extra[start:stop] if rows.extra is not None else [None] * (stop - start)
+        yield [
             {
                 "job_id": job_id,
                 "image_idx": part.image_idx,
@@ -81,21 +96,17 @@ def replace_results(conn: Connection, job_id: str, parts: list[ImageResults]) ->
                 "geometry": None if g is None else np.asarray(g, dtype=np.float64).tolist(),
                 "extra": e,
             }
-            for i, (b, s, c, label, g, e) in enumerate(
-                zip(
-                    rows.boxes.tolist(),
-                    rows.scores.tolist(),
-                    rows.class_ids.tolist(),
-                    rows.labels,
-                    part.geometry,
-                    extra,
-                    strict=True,
-                )
+            for i, b, s, c, label, g, e in zip(
+                range(start, stop),
+                rows.boxes[start:stop].tolist(),
+                rows.scores[start:stop].tolist(),
+                rows.class_ids[start:stop].tolist(),
+                rows.labels[start:stop],
+                part.geometry[start:stop],
+                extra,
+                strict=True,
             )
-        )
-    for start in range(0, len(payload), _BATCH):
-        conn.execute(_INSERT, payload[start : start + _BATCH])
-    return len(payload)
+        ]
 
 
 def read_results(conn: Connection, job_id: str) -> list[ImageResults]:
