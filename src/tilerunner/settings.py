@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tilerunner.errors import InvalidRequestError
@@ -19,6 +19,7 @@ from tilerunner.security.urls import UrlPolicy, parse_allowed_host
 
 if TYPE_CHECKING:  # imported when asked for: GDAL's import costs every command's start-up
     from tilerunner.imagery import GdalEnv
+    from tilerunner.xyz.fetch import FetchOptions
 
 __all__ = ["Settings", "load_settings"]
 
@@ -82,6 +83,19 @@ class Settings(BaseSettings):
     """Most sources one job may list (and its folders and patterns expand to)."""
     max_tile_size: int = Field(default=UrlPolicy.max_tile_size, ge=16)
     """Largest ``tiling.tile_size`` a client may ask for (px)."""
+    # How workers fetch XYZ tiles (docs/xyz-tiles.md); credentials live here, never in jobs.
+    xyz_token: SecretStr | None = None
+    """Fills ``{token}`` in a tile job's URL template."""
+    xyz_headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers for tile requests, as JSON (``{"Authorization": "Bearer ..."}``)."""
+    xyz_per_host: int = Field(default=16, ge=1, le=256)
+    """Tile requests in flight at once per host."""
+    xyz_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of one tile request."""
+    xyz_retries: int = Field(default=2, ge=0, le=10)
+    """Tries again of a tile request that timed out or got a 429/5xx."""
+    xyz_cache_dir: Path | None = None
+    """Keep fetched tiles here and never fetch them again (off by default)."""
 
     @field_validator(
         "allowed_source_schemes",
@@ -123,6 +137,19 @@ class Settings(BaseSettings):
 
     def broker(self) -> str:
         return self.broker_url or self.store_url
+
+    def fetch_options(self) -> FetchOptions:
+        """How this process's workers fetch XYZ tiles."""
+        from tilerunner.xyz.fetch import FetchOptions
+
+        return FetchOptions(
+            per_host=self.xyz_per_host,
+            timeout_seconds=self.xyz_timeout_seconds,
+            retries=self.xyz_retries,
+            headers=dict(self.xyz_headers),
+            token=None if self.xyz_token is None else self.xyz_token.get_secret_value(),
+            cache_dir=self.xyz_cache_dir,
+        )
 
     def gdal_env(self) -> GdalEnv:
         from tilerunner.imagery import GdalEnv

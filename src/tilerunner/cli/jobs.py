@@ -88,25 +88,36 @@ def submit(settings: Settings, document: Path, store_url: str | None, broker_url
 @click.option(
     "-o", "--output", "outputs", multiple=True, required=True, help="Output file; repeatable."
 )
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    help="CLASS:SCORE (class id or name): map outputs (.geojson, .parquet) keep the features "
+    "passing one; CSV lists every feature. Repeatable.",
+)
 @store_option
 @click.pass_obj
 @handle_errors
-def results(
-    settings: Settings, job_id: str, outputs: tuple[str, ...], store_url: str | None
-) -> None:
+def results(settings: Settings, job_id: str, outputs: tuple[str, ...],
+            thresholds: tuple[str, ...], store_url: str | None) -> None:  # fmt: skip
     """Write the merged features of JOB_ID (finished images so far) to files."""
     from tilerunner.coordinator import job_features
     from tilerunner.outputs import check_output, writer_for
     from tilerunner.store import open_store
+    from tilerunner.xyz.results import apply_thresholds, map_output
+    from tilerunner.xyz.thresholds import parse_threshold
 
     for uri in outputs:  # before the store is opened or any feature read
         check_output(uri, label=f"-o {uri}")
+    chosen = [parse_threshold(t) for t in thresholds]
     store = open_store(resolve_urls(settings, store_url, None)[0])
     _require_job(store, job_id)
     table = job_features(store, job_id, settings.gdal_env())
+    hits = apply_thresholds(table, chosen) if chosen else table
     for uri in outputs:
-        writer_for(uri, s3_endpoint_url=settings.s3_endpoint_url)(table, uri, None)
-        click.echo(f"wrote {len(table)} features to {uri}")
+        written = hits if map_output(uri) else table
+        writer_for(uri, s3_endpoint_url=settings.s3_endpoint_url)(written, uri, None)
+        click.echo(f"wrote {len(written)} features to {uri}")
 
 
 @click.command()

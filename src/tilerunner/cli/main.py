@@ -71,6 +71,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "tilerunner.cli.jobs:submit",
         "Validate, plan and enqueue the job DOCUMENT (JSON); prints the job id.",
     ),
+    "tiles": CommandEntry(
+        "tilerunner.cli.tiles:tiles", "XYZ tile lists: covers of an area at one zoom level."
+    ),
     "watch": CommandEntry(
         "tilerunner.cli.watch:watch",
         "Turn every new object of SOURCE (s3://bucket/prefix/ or a folder) into a job.",

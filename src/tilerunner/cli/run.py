@@ -16,11 +16,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.tile_options import (
+    check_threshold_classes,
+    check_thresholds,
+    tile_job_section,
+    tile_options,
+)
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -38,14 +44,17 @@ _SWEEP_SECONDS = 10.0
 
 
 def _job_document(
-    sources: tuple[str, ...], task: str, outputs: tuple[str, ...], options: dict[str, object]
+    sources: tuple[str, ...], task: str, outputs: tuple[str, ...], options: dict[str, Any]
 ) -> JobSpec:
     from tilerunner.jobs import parse_job
+    from tilerunner.xyz.results import map_output
 
+    tiles = options.get("tiles")
+    thresholds = options.get("thresholds") or []
     return parse_job(
         {
             "name": options["name"],
-            "sources": list(sources),
+            **({"tiles": tiles} if tiles else {"sources": list(sources)}),
             "pipeline": [{"task": task, "model": _MODEL_NAME, "params": options["params"]}],
             "tiling": {
                 "tile_size": options["tile_size"],
@@ -60,7 +69,10 @@ def _job_document(
                 "class_agnostic": options["class_agnostic"],
                 "min_score": options["min_score"],
             },
-            "outputs": [{"uri": uri} for uri in outputs],
+            "outputs": [
+                {"uri": uri, **({"thresholds": thresholds} if map_output(uri) else {})}
+                for uri in outputs
+            ],
         }
     )
 
@@ -123,7 +135,7 @@ class _Workers:
 
 
 @click.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option(
     "--model",
     "model_spec",
@@ -197,13 +209,17 @@ class _Workers:
     help="Also write a PNG with the boxes drawn (first image).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@tile_options
 @click.pass_obj
 @handle_errors
 def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: tuple[str, ...],
         model_params: tuple[str, ...], tile_size: int, overlap: int, region_size: int,
         batch_size: int, workers: int, readers: int, merge: str, iou: float, metric: str,
         class_agnostic: bool, min_score: float, bands: str | None, name: str | None,
-        state_path: Path, preview: Path | None, quiet: bool) -> None:  # fmt: skip
+        state_path: Path, preview: Path | None, quiet: bool,
+        tiles_file: Path | None, bbox: str | None, zoom: int | None, url_template: str | None,
+        subdomains: str, tiles_per_item: int, context: int,
+        thresholds: tuple[str, ...]) -> None:  # fmt: skip
     """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine."""
     started = time.monotonic()
     log.debug("run: command started")
@@ -217,8 +233,12 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
 
     for uri in outputs:  # before the model is loaded, the state opened or a worker started
         check_output(uri, label=f"-o {uri}")
+    tiles = tile_job_section(sources, tiles_file, bbox, zoom, url_template, subdomains,
+                             tiles_per_item, context)  # fmt: skip  # a bad line fails here
+    chosen = check_thresholds(thresholds)
     params = parse_params(model_params)
     model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
+    check_threshold_classes(chosen, model.classes)
     spec = _job_document(
         sources,
         model.task,
@@ -227,6 +247,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
             "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
             "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
             "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
+            "tiles": tiles, "thresholds": chosen,
         },
     )  # fmt: skip
     model.check_bands(spec.tiling.bands)
@@ -235,7 +256,8 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
             f"model {model_spec!r} is a segmentation model; segmentation outputs are not "
             "supported in this version (use a detect or classify model)"
         )
-    expand_sources(spec.source_pairs())  # a missing source stores nothing: checked first
+    if spec.tiles is None:
+        expand_sources(spec.source_pairs())  # a missing source stores nothing: checked first
     state_path = state_path.resolve()
     url = f"sqlite:///{state_path}"
     log.debug("run: opening the state %s", state_path)
@@ -256,7 +278,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         store, f"run-{os.getpid()}", env, settings.s3_endpoint_url, job_id=job_id
     ) or aggregate_job(store, job_id, env, settings.s3_endpoint_url)  # finished before: rewrite
     log.debug("run: aggregated")
-    if preview is not None:
+    if preview is not None and spec.tiles is None:
         _write_preview(store, job_id, spec, preview, settings)
     print_summary(store, job_id, result, time.monotonic() - started)
     if result.status is not JobState.SUCCEEDED:

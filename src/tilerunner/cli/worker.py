@@ -125,6 +125,7 @@ def worker(
         wait_seconds=(_UNTIL_POLL if until_job else _LONG_POLL) if api_url else 0.0,
         read_retries=settings.read_retries,
         strip_bytes=settings.read_strip_mb * 2**20,
+        fetch=settings.fetch_options(),
     )
     runner = Worker(source, models, options, env=settings.gdal_env())
 

@@ -26,6 +26,7 @@ from tilerunner.jobs import JobSpec, JobState
 from tilerunner.outputs import FeatureTable, writer_for
 from tilerunner.store import Counts, Store
 from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
+from tilerunner.xyz.results import hits_of
 
 __all__ = [
     "AggregateResult",
@@ -73,7 +74,7 @@ def aggregate_job(
     uris = []
     for output in spec.outputs:
         writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)
-        writer(table, output.uri, None)
+        writer(hits_of(table, output), output.uri, None)
         uris.append(output.uri)
     store.set_outputs(job_id, uris)
     log.info(

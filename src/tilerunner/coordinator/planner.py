@@ -136,7 +136,12 @@ def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tu
     check_outputs(spec)
     if job_id is not None and store.get_job(job_id) is not None:
         return job_id, False  # resumed: its sources were checked when it was accepted
-    expand_sources(spec.source_pairs())  # a missing path or empty folder fails now
+    if spec.tiles is not None:
+        from tilerunner.xyz.planning import check_tiles
+
+        check_tiles(spec.tiles)  # a malformed tile-list line fails now, naming the line
+    else:
+        expand_sources(spec.source_pairs())  # a missing path or empty folder fails now
     job_id = job_id or f"job-{uuid.uuid4().hex[:16]}"
     created = store.accept_job(job_id, spec.name, spec.model_dump(mode="json"), project=project)
     if created:
@@ -158,15 +163,20 @@ def plan_job(store: Store, queue_for: QueueFor, job_id: str, env: GdalEnv | None
     if JobState(job.status) is JobState.PLANNING:
         spec = JobSpec.model_validate(job.spec)
         try:
-            plans = plan_images(spec, env)
+            if spec.tiles is not None:
+                from tilerunner.xyz.planning import plan_tiles
+
+                planned = plan_tiles(store, job_id, spec.tiles)
+            else:
+                planned = store.add_plans(job_id, plan_images(spec, env))
         except (TilerunnerError, OSError) as error:  # OSError: a folder that cannot be listed
             if isinstance(error, _TRANSIENT):
                 raise
             log.warning("planning job %s failed: %s", job_id, error)
             store.set_job_state(job_id, JobState.FAILED, error=f"planning failed: {error}")
             return 0
-        if store.add_plans(job_id, plans):
-            log.info("planned job %s: %d image(s)", job_id, len(plans))
+        if planned:
+            log.info("planned job %s", job_id)
     published = publish_pending(store, queue_for, job_id)
     log.info("job %s: %d region message(s) published", job_id, published)
     return published

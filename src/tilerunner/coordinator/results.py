@@ -81,9 +81,14 @@ def image_features(
                 rings = georef.box_rings(merged.boxes)
             finally:
                 georef.close()
-    extra = {}
+    extra: dict[str, list[Any]] = {}
     if rows.extra is not None:
         extra["scores"] = [(rows.extra[i] or {}).get("scores") for i in merged.source.tolist()]
+    if spec.tiles is not None:  # a zoom level of a tile job: each feature's tile
+        from tilerunner.xyz.grid import zoom_of_width
+        from tilerunner.xyz.results import tile_columns
+
+        extra.update(tile_columns(merged.boxes, zoom_of_width(image.width)))
     return FeatureTable(
         image=[image.source_id] * n,
         label=[rows.labels[i] for i in merged.source.tolist()],

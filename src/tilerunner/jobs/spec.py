@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tilerunner.errors import InvalidRequestError
+from tilerunner.xyz.spec import TileSetSpec
+from tilerunner.xyz.thresholds import parse_threshold
 
 __all__ = [
     "CallbackSpec",
@@ -82,6 +84,21 @@ class MergeSpec(_Strict):
 class OutputSpec(_Strict):
     uri: str = Field(min_length=1)
     format: str | None = None
+    thresholds: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="CLASS:SCORE: write only the features passing one (map outputs).",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                parse_threshold(text)
+            except InvalidRequestError as error:
+                raise ValueError(str(error).removeprefix("--threshold ")) from None
+        return value
 
 
 class CallbackSpec(_Strict):
@@ -120,12 +137,25 @@ class CallbackSpec(_Strict):
 
 class JobSpec(_Strict):
     name: str | None = None
-    sources: list[str | SourceSpec] = Field(min_length=1)
+    sources: list[str | SourceSpec] = Field(default_factory=list)
+    tiles: TileSetSpec | None = Field(
+        default=None, description="XYZ map tiles to run instead of sources (docs/xyz-tiles.md)."
+    )
     pipeline: list[StageSpec] = Field(min_length=1)
     tiling: TilingSpec = Field(default_factory=TilingSpec)
     merge: MergeSpec = Field(default_factory=MergeSpec)
     outputs: list[OutputSpec] = Field(default_factory=list)
     callback: CallbackSpec | None = None
+
+    @model_validator(mode="after")
+    def _sources_or_tiles(self) -> JobSpec:
+        if bool(self.sources) == (self.tiles is not None):
+            raise ValueError(
+                "name what to run: 'sources' (images) or 'tiles' (XYZ map tiles), one of them"
+            )
+        if self.tiles is not None and self.pipeline[0].task == "segment":
+            raise ValueError("tile jobs run detect or classify models, not segment")
+        return self
 
     @model_validator(mode="after")
     def _single_stage(self) -> JobSpec:

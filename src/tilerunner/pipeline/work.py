@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tilerunner.errors import TilerunnerError
-from tilerunner.imagery import RasterReader
 from tilerunner.jobs.features import FeatureRows, TileFailure
-from tilerunner.tiling import TileRef
+from tilerunner.tiling import TileRef, Window
 
-__all__ = ["RegionResult", "RegionState", "RegionWork", "TileItem"]
+__all__ = ["PixelReader", "RegionResult", "RegionState", "RegionWork", "TileItem"]
+
+
+class PixelReader(Protocol):
+    """Reads a window of an image (a raster, or a zoom level of a tile service)."""
+
+    def read(self, window: Window) -> NDArray[np.uint8]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +32,7 @@ class RegionWork:
     """One leased region: where to read, which tiles, and how to keep what each tile owns."""
 
     key: Hashable
-    reader: RasterReader
+    reader: PixelReader
     tiles: tuple[TileRef, ...]
     image_width: int
     image_height: int

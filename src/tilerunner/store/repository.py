@@ -35,6 +35,7 @@ from tilerunner.store.records import (
 )
 from tilerunner.store.results import ResultStore
 from tilerunner.store.tables import events, features, images, jobs, outbox, regions
+from tilerunner.store.tile_batches import TileBatchStore
 from tilerunner.store.tiles import (
     TileStore,
     count_tile_failures,
@@ -78,7 +79,9 @@ _COUNT_REGION = (
 _INSERT_FEATURES = insert(features)
 
 
-class Store(OutboxStore, PlanStore, ResultStore, TileStore, WatchStore, WorkerStore):
+class Store(
+    OutboxStore, PlanStore, ResultStore, TileBatchStore, TileStore, WatchStore, WorkerStore
+):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 
     # ----------------------------------------------------------------- jobs

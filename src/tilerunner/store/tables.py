@@ -31,6 +31,7 @@ __all__ = [
     "outbox",
     "regions",
     "results",
+    "tile_batches",
     "tile_failures",
     "watched_objects",
     "workers",
@@ -229,4 +230,19 @@ watched_objects = Table(
     Column("job_id", String(64)),
     Column("submitted_at", Float),  # when its job was made (or POSTed to a remote API)
     Index("ix_watched_objects_job", "watch", "job_id"),
+)
+
+# the XYZ tiles of each work item of a tile job ("x-y x-y ..." of the item's zoom level)
+tile_batches = Table(
+    "tile_batches",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("image_idx", Integer, primary_key=True),
+    Column("region_idx", Integer, primary_key=True),
+    Column("tiles", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["job_id", "image_idx", "region_idx"],
+        ["regions.job_id", "regions.image_idx", "regions.idx"],
+        ondelete="CASCADE",
+    ),
 )

@@ -8,7 +8,14 @@ a worker needs and nothing that opens the store or the broker; the service, the 
 and the lease tokens are imported from their modules.
 """
 
-from tilerunner.work.items import ITEM_KINDS, Assignment, RegionItem, WorkItem, parse_item
+from tilerunner.work.items import (
+    ITEM_KINDS,
+    Assignment,
+    RegionItem,
+    TileBatchItem,
+    WorkItem,
+    parse_item,
+)
 from tilerunner.work.results import ServedModel, WorkerReport, WorkResult
 from tilerunner.work.source import WorkSource
 
@@ -17,6 +24,7 @@ __all__ = [
     "Assignment",
     "RegionItem",
     "ServedModel",
+    "TileBatchItem",
     "WorkItem",
     "WorkResult",
     "WorkSource",

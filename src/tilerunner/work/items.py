@@ -2,10 +2,10 @@
 
 A work item is the unit on the queue. Each kind is a pydantic model with a ``kind`` tag (it
 crosses process boundaries: the broker, the HTTP pull protocol) and knows its own tiles, so the
-worker loop and the pipeline never look anything up in the store. Today's kind is the raster
-region; a batch of XYZ tiles, a group of photos or a batch of crops for a later stage are further
-kinds registered in :data:`ITEM_KINDS`, each with the same two duties: say which pixels to read
-and which tiles to cut.
+worker loop and the pipeline never look anything up in the store. Kinds: the raster region
+and the batch of XYZ tiles (:class:`TileBatchItem`); a group of photos or a batch of crops for a
+later stage are further kinds registered in :data:`ITEM_KINDS`, each with the same two duties:
+say which pixels to read and which tiles to cut.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tilerunner.errors import InvalidRequestError
 from tilerunner.tiling import RegionGrid, TileGrid, TileRef
 
-__all__ = ["ITEM_KINDS", "Assignment", "RegionItem", "WorkItem", "parse_item"]
+__all__ = ["ITEM_KINDS", "Assignment", "RegionItem", "TileBatchItem", "WorkItem", "parse_item"]
 
 
 class _Item(BaseModel):
@@ -64,10 +64,46 @@ class RegionItem(_Item):
         return tuple(t for t in tiles if (t.window.col_off, t.window.row_off) in wanted)
 
 
-WorkItem = RegionItem
+class TileBatchItem(_Item):
+    """A batch of XYZ tiles of one zoom level, fetched from a tile service's URL template.
+
+    The zoom level is a virtual raster (:mod:`tilerunner.xyz.grid`): the item's tiles are
+    tiles of its global grid, so ownership and merging are those of regions.
+    """
+
+    kind: Literal["xyz"] = "xyz"
+    image_idx: int = Field(ge=0)
+    region_idx: int = Field(ge=0)
+    url: str = Field(description="The URL template of the tile service.")
+    subdomains: str = "abc"
+    zoom: int = Field(ge=0, le=22)
+    xy: tuple[tuple[int, int], ...] = Field(min_length=1, max_length=4096)
+    context: int = Field(default=0, ge=0, le=256)
+    min_score: float = 0.0
+
+    @property
+    def width(self) -> int:
+        """Edge of the zoom level's virtual raster in pixels."""
+        return (1 << self.zoom) * 256
+
+    @property
+    def height(self) -> int:
+        return self.width
+
+    def tiles(self) -> tuple[TileRef, ...]:
+        """The item's tiles on the zoom level's grid, each reading ``context`` px around it."""
+        from tilerunner.xyz.grid import tile_ref
+
+        return tuple(tile_ref(x, y, self.zoom, self.context) for x, y in self.xy)
+
+
+WorkItem = RegionItem | TileBatchItem
 """Every kind of work item (a union of the kinds as they are added)."""
 
-ITEM_KINDS: dict[str, type[RegionItem]] = {"region": RegionItem}
+ITEM_KINDS: dict[str, type[RegionItem] | type[TileBatchItem]] = {
+    "region": RegionItem,
+    "xyz": TileBatchItem,
+}
 
 
 def parse_item(data: dict[str, Any]) -> WorkItem:

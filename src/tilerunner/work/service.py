@@ -21,6 +21,7 @@ from tilerunner.store import ImageRecord, Store
 from tilerunner.work.items import Assignment, RegionItem, WorkItem
 from tilerunner.work.results import WorkerReport, WorkResult
 from tilerunner.work.tokens import decode_token, encode_token
+from tilerunner.xyz.items import describe_tile_batch
 
 __all__ = ["WorkService", "WorkServiceOptions"]
 
@@ -207,6 +208,8 @@ class WorkService:
     def _describe_pending(self, message: RegionMessage, spec_doc: dict[str, object]) -> WorkItem:
         spec = self._spec(message.job_id, spec_doc)
         image = self._image(message.job_id, message.image_idx)
+        if spec.tiles is not None:
+            return describe_tile_batch(self.store, message, spec, image)
         return RegionItem(
             id=message.id,
             job_id=message.job_id,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tilerunner.jobs.features import MESSAGE_LIMIT, FeatureRows, TileFailure
 from tilerunner.tiling import Window
-from tilerunner.work.items import RegionItem
+from tilerunner.work.items import RegionItem, TileBatchItem
 from tilerunner.work.results import ServedModel, WorkerReport
 
 __all__ = [
@@ -57,7 +57,7 @@ class LeasedItem(_Body):
     model: str
     attempt: int
     expires_at: float
-    item: RegionItem
+    item: RegionItem | TileBatchItem = Field(discriminator="kind")
 
 
 class LeaseReply(_Body):

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tilerunner import __version__
 from tilerunner.errors import (
@@ -35,8 +35,18 @@ from tilerunner.errors import (
 from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
 from tilerunner.pipeline import STRIP_BYTES, RegionResult, RegionWork, TilePipeline
-from tilerunner.work import Assignment, ServedModel, WorkerReport, WorkResult, WorkSource
+from tilerunner.pipeline.work import PixelReader
+from tilerunner.work import (
+    Assignment,
+    ServedModel,
+    TileBatchItem,
+    WorkerReport,
+    WorkResult,
+    WorkSource,
+)
 from tilerunner.worker.readers import ReaderCache
+from tilerunner.xyz.fetch import FetchOptions
+from tilerunner.xyz.reader import TileReaders
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -60,6 +70,8 @@ class WorkerOptions:
     """Tries again of a tile read that failed transiently, before the tile counts as failed."""
     strip_bytes: int = STRIP_BYTES
     """Budget of one strip of a region read at once; 0 reads tile by tile."""
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    """How XYZ tiles are fetched (concurrency, timeouts, retries, headers, token, cache)."""
 
 
 class Worker:
@@ -79,6 +91,7 @@ class Worker:
         self.options = options
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._readers = ReaderCache(env)
+        self._tile_readers = TileReaders(options.fetch)
         self._held: dict[str, Assignment] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -138,6 +151,7 @@ class Worker:
             self._stop.set()
             beat.join()
             self._readers.close()
+            self._tile_readers.close()
             self._report()
             self.source.close()
 
@@ -160,10 +174,14 @@ class Worker:
     def _start(self, assignment: Assignment) -> None:
         item = assignment.item
         model = self.models[assignment.model]
-        scale = item.scale or model.input_range
+        reader: PixelReader
         try:
-            model.check_bands(item.bands)
-            reader = self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
+            if isinstance(item, TileBatchItem):
+                reader = self._tile_readers.reader(item)
+            else:
+                model.check_bands(item.bands)
+                scale = item.scale or model.input_range
+                reader = self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
             tiles = item.tiles()
         except TilerunnerError as error:
             self._report_failure(assignment, error)
