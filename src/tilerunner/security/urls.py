@@ -131,6 +131,13 @@ def check_job_document(
             else (f"sources[{index}].url", source.url)
         )
         checker.check(field, url, "source")
+    if spec.tiles is not None:  # workers fetch every host the template names
+        from tilerunner.xyz.urls import hosts_of
+
+        for url in hosts_of(spec.tiles.url_template, spec.tiles.subdomains):
+            checker.check("tiles.url_template", url, "source")
+        if spec.tiles.file is not None:
+            checker.check("tiles.file", spec.tiles.file, "source")
     for index, output in enumerate(spec.outputs):
         checker.check(f"outputs[{index}].uri", output.uri, "output")
     if spec.callback is not None:

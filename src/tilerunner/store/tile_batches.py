@@ -41,7 +41,7 @@ class TileImage:
 class TileBatch:
     """One work item of a tile job: ``tiles`` holds ``x-y`` pairs separated by spaces."""
 
-    image_idx: int
+    image: TileImage
     region_idx: int
     n_tiles: int
     tiles: str
@@ -50,34 +50,19 @@ class TileBatch:
 class TileBatchStore(StoreBase):
     """The tile-job methods of :class:`tilerunner.store.Store`."""
 
-    def add_tile_plan(
-        self, job_id: str, zooms: list[TileImage], batches: Iterable[TileBatch]
-    ) -> bool:
-        """Write the images and the (streamed) batches of a tile job and move it to
-        ``queued``, atomically; False, writing nothing, when the job is no longer planning."""
+    def add_tile_plan(self, job_id: str, batches: Iterable[TileBatch]) -> bool:
+        """Write the (streamed) batches of a tile job, each zoom level's image before its first
+        batch, and move the job to ``queued``, atomically; False, writing nothing, when the job
+        is no longer planning."""
         allowed = [s.value for s in sources_of(JobState.QUEUED)]
         with self._begin() as conn:
             changed = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
-                .values(status=JobState.QUEUED.value, images_total=len(zooms))
+                .values(status=JobState.QUEUED.value)
             ).rowcount
             if not changed:
                 return False
-            for image in zooms:
-                conn.execute(
-                    insert(images).values(
-                        job_id=job_id,
-                        idx=image.idx,
-                        source_id=image.source_id,
-                        url=image.url,
-                        width=image.georef.width,
-                        height=image.georef.height,
-                        region_tiles=None,
-                        state=ImageState.PENDING.value,
-                        georef=image.georef.to_json(),
-                    )
-                )
             per_image = self._insert_batches(conn, job_id, batches)
             for idx, (n_regions, n_tiles) in per_image.items():
                 conn.execute(
@@ -89,6 +74,7 @@ class TileBatchStore(StoreBase):
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(
+                    images_total=len(per_image),
                     regions_total=sum(r for r, _ in per_image.values()),
                     tiles_total=sum(t for _, t in per_image.values()),
                 )
@@ -116,16 +102,20 @@ class TileBatchStore(StoreBase):
                 tile_rows.clear()
 
         for batch in batches:
-            key = {"job_id": job_id, "image_idx": batch.image_idx, "idx": batch.region_idx}
+            if batch.image.idx not in per_image:  # a zoom level's image before its regions
+                flush()
+                _insert_image(conn, job_id, batch.image)
+                per_image[batch.image.idx] = (0, 0)
+            key = {"job_id": job_id, "image_idx": batch.image.idx, "idx": batch.region_idx}
             region_rows.append(
                 {**key, "state": RegionState.PENDING.value, "n_tiles": batch.n_tiles}
             )
             tile_rows.append(
-                {"job_id": job_id, "image_idx": batch.image_idx,
+                {"job_id": job_id, "image_idx": batch.image.idx,
                  "region_idx": batch.region_idx, "tiles": batch.tiles}
             )  # fmt: skip
-            n_regions, n_tiles = per_image.get(batch.image_idx, (0, 0))
-            per_image[batch.image_idx] = (n_regions + 1, n_tiles + batch.n_tiles)
+            n_regions, n_tiles = per_image[batch.image.idx]
+            per_image[batch.image.idx] = (n_regions + 1, n_tiles + batch.n_tiles)
             if len(region_rows) >= _CHUNK:
                 flush()
         flush()
@@ -145,3 +135,19 @@ class TileBatchStore(StoreBase):
             raise StoreError(f"job {job_id} has no tile batch {image_idx}/{region_idx}")
         pairs = (pair.partition("-") for pair in str(text).split())
         return [(int(x), int(y)) for x, _, y in pairs]
+
+
+def _insert_image(conn: Connection, job_id: str, image: TileImage) -> None:
+    conn.execute(
+        insert(images).values(
+            job_id=job_id,
+            idx=image.idx,
+            source_id=image.source_id,
+            url=image.url,
+            width=image.georef.width,
+            height=image.georef.height,
+            region_tiles=None,
+            state=ImageState.PENDING.value,
+            georef=image.georef.to_json(),
+        )
+    )

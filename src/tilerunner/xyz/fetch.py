@@ -37,7 +37,7 @@ from tilerunner.errors import SourceError
 from tilerunner.xyz.tiles import TILE_PX, Tile
 from tilerunner.xyz.urls import fill_template, host_of, redact
 
-__all__ = ["FetchOptions", "TileFetcher", "decode_tile"]
+__all__ = ["FetchOptions", "TileFetchError", "TileFetcher", "decode_tile"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,11 @@ def decode_tile(data: bytes, where: str) -> NDArray[np.uint8]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise TileFetchError(f"{where}: the bytes are not an image ({error})") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise TileFetchError(
+            f"{where}: the {len(data)} bytes received are not an image that decodes "
+            f"(they start {data[:12]!r})"
+        ) from None
     if rgb.shape[:2] != (TILE_PX, TILE_PX):
         raise TileFetchError(
             f"{where}: tile is {rgb.shape[1]} x {rgb.shape[0]} px, not {TILE_PX} x {TILE_PX}"

@@ -7,8 +7,8 @@ the list), and costs nothing in correctness: a detection belongs to the tile who
 its centre, whichever item carried that tile, and the merge across items is the one of regions.
 A repeated tile inside one batch is run once; a tile listed again far apart is run again.
 
-The list is read twice, both times streamed: once to learn the zoom levels (the images are
-written before their regions), once to write the batches.
+The list is read once more than at acceptance (which checks every line before anything is
+stored), streamed; each zoom level's image is written just before its first batch.
 """
 
 from __future__ import annotations
@@ -44,26 +44,23 @@ def check_tiles(tiles: TileSetSpec) -> None:
         check_tile_file(tiles.file)
 
 
-def _zooms(tiles: TileSetSpec) -> list[int]:
-    if tiles.zoom is not None:
-        return [tiles.zoom]
-    found: set[int] = set()
-    for tile in tile_stream(tiles):
-        found.add(tile.z)
-    return sorted(found)
-
-
-def _batches(tiles: TileSetSpec, image_of: dict[int, int]) -> Iterator[TileBatch]:
+def _batches(tiles: TileSetSpec) -> Iterator[TileBatch]:
+    images: dict[int, TileImage] = {}
     open_batches: dict[int, dict[str, None]] = {}
-    next_region: dict[int, int] = dict.fromkeys(image_of, 0)
+    next_region: dict[int, int] = {}
 
     def close(zoom: int) -> TileBatch:
         pairs = open_batches.pop(zoom)
         region = next_region[zoom]
         next_region[zoom] = region + 1
-        return TileBatch(image_of[zoom], region, len(pairs), " ".join(pairs))
+        return TileBatch(images[zoom], region, len(pairs), " ".join(pairs))
 
     for tile in tile_stream(tiles):
+        if tile.z not in images:  # zoom levels become images in order of first appearance
+            images[tile.z] = TileImage(
+                len(images), f"z{tile.z}", tiles.url_template, zoom_georef(tile.z)
+            )
+            next_region[tile.z] = 0
         batch = open_batches.setdefault(tile.z, {})
         batch[f"{tile.x}-{tile.y}"] = None
         if len(batch) >= tiles.per_item:
@@ -75,8 +72,4 @@ def _batches(tiles: TileSetSpec, image_of: dict[int, int]) -> Iterator[TileBatch
 def plan_tiles(store: Store, job_id: str, tiles: TileSetSpec) -> bool:
     """Write a tile job's zoom levels and work items and move it to ``queued``; False when
     the job was no longer planning (nothing written)."""
-    zooms = _zooms(tiles)
-    image_of = {zoom: idx for idx, zoom in enumerate(zooms)}
-    images = [TileImage(idx, f"z{zoom}", tiles.url_template, zoom_georef(zoom))
-              for zoom, idx in image_of.items()]  # fmt: skip
-    return store.add_tile_plan(job_id, images, _batches(tiles, image_of))
+    return store.add_tile_plan(job_id, _batches(tiles))

@@ -8,6 +8,7 @@ typo on line 900,000 is reported before any work starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +21,7 @@ TILE_PX = 256
 """Edge of a map tile in pixels."""
 MAX_ZOOM = 22
 """Deepest zoom accepted: its virtual raster (2**22 * 256 px a side) still fits 32-bit ints."""
+_TILE_ID = re.compile(r"([0-9]{1,7})-([0-9]{1,7})-([0-9]{1,2})")
 
 
 class Tile(NamedTuple):
@@ -35,15 +37,12 @@ class Tile(NamedTuple):
 
 def parse_tile(text: str, where: str = "tile") -> Tile:
     """``'x-y-z'`` as a :class:`Tile`; InvalidRequestError naming ``where`` otherwise."""
-    parts = text.strip().split("-")
-    try:
-        if len(parts) != 3:
-            raise ValueError
-        x, y, z = (int(p) for p in parts)
-    except ValueError:
+    found = _TILE_ID.fullmatch(text.strip())
+    if found is None:
         raise InvalidRequestError(
             f"{where}: {text.strip()!r} is not a tile id; write x-y-z, e.g. 65535-43567-17"
-        ) from None
+        )
+    x, y, z = int(found[1]), int(found[2]), int(found[3])
     if not 0 <= z <= MAX_ZOOM:
         raise InvalidRequestError(f"{where}: zoom {z} is outside 0..{MAX_ZOOM}")
     if not (0 <= x < 2**z and 0 <= y < 2**z):
@@ -59,6 +58,12 @@ def read_tiles(path: str | Path) -> Iterator[Tile]:
     try:
         with Path(path).open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
+                found = _TILE_ID.fullmatch(line.rstrip("\n"))
+                if found is not None:  # the common case, checked inline for speed
+                    x, y, z = int(found[1]), int(found[2]), int(found[3])
+                    if z <= MAX_ZOOM and x < 1 << z and y < 1 << z:
+                        yield Tile(x, y, z)
+                        continue
                 text = line.strip()
                 if text and not text.startswith("#"):
                     yield parse_tile(text, f"{path} line {number}")
