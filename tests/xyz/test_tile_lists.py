@@ -115,3 +115,12 @@ def test_a_job_runs_sources_or_tiles_not_both() -> None:
             "sources": ["a.tif"], "pipeline": [{"task": "detect", "model": "m"}],
             "tiles": {"url_template": "https://h/{z}/{x}/{y}.png", "ids": ["0-0-0"]},
         })  # fmt: skip
+
+
+def test_a_bbox_over_too_many_tiles_is_refused_before_anything_runs() -> None:
+    with pytest.raises(InvalidRequestError, match="over 50,000,000; use a lower zoom"):
+        parse_job({
+            "tiles": {"url_template": "https://h/{z}/{x}/{y}.png",
+                      "bbox": [-180, -85, 180, 85], "zoom": 14},
+            "pipeline": [{"task": "classify", "model": "m"}],
+        })  # fmt: skip

@@ -26,6 +26,8 @@ class PixelReader(Protocol):
 
     def read(self, window: Window) -> NDArray[np.uint8]: ...
 
+    def read_native(self, window: Window) -> NDArray[np.float32]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RegionWork:

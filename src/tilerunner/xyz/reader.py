@@ -92,6 +92,10 @@ class TileBatchReader:
                 ]
         return out
 
+    def read_native(self, window: Window) -> NDArray[np.float32]:
+        """The same pixels as float32 (a map tile has no other values than its 8-bit ones)."""
+        return self.read(window).astype(np.float32)
+
 
 class TileReaders:
     """The worker's tile fetchers, one per URL template (and subdomains), closed together."""

@@ -9,6 +9,7 @@ request headers come from ``TILERUNNER_XYZ_HEADERS`` the same way.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -18,7 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tilerunner.errors import InvalidRequestError
 from tilerunner.xyz.tiles import parse_tile
 
-__all__ = ["SECRET_PARAMS", "TileSetSpec"]
+__all__ = ["MAX_BBOX_TILES", "SECRET_PARAMS", "TileSetSpec", "bbox_tile_count"]
+
+MAX_BBOX_TILES = 50_000_000
+"""Most tiles one ``bbox`` may cover (a tile list has no limit: it is streamed)."""
 
 #: Query parameters that carry a credential: only ``{token}`` may stand as their value.
 SECRET_PARAMS = frozenset(
@@ -94,9 +98,33 @@ class TileSetSpec(BaseModel):
             raise ValueError("'bbox' and 'zoom' go together (tiles of one zoom level)")
         if self.ids is not None and not self.ids:
             raise ValueError("'ids' is empty; list at least one x-y-z tile")
+        if self.bbox is not None and self.zoom is not None:
+            count = bbox_tile_count(self.bbox, self.zoom)
+            if count > MAX_BBOX_TILES:
+                raise ValueError(
+                    f"the bbox holds about {count:,} tiles at zoom {self.zoom}, over "
+                    f"{MAX_BBOX_TILES:,}; use a lower zoom, a smaller bbox or several jobs"
+                )
         return self
 
     @property
     def scheme(self) -> Literal["xyz", "tms"]:
         """``tms`` when rows count from the south (``{-y}``), else ``xyz``."""
         return "tms" if "{-y}" in self.url_template else "xyz"
+
+
+def bbox_tile_count(bbox: tuple[float, float, float, float], zoom: int) -> int:
+    """About how many tiles of ``zoom`` cover ``bbox`` (W, S, E, N degrees), cheaply."""
+    west, south, east, north = bbox
+    n = 1 << zoom
+
+    def col(lon: float) -> int:
+        return min(n - 1, max(0, int((lon + 180.0) / 360.0 * n)))
+
+    def row(lat: float) -> int:
+        lat = max(-85.0511287798, min(85.0511287798, lat))
+        y = (1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0
+        return min(n - 1, max(0, int(y * n)))
+
+    cols = col(east) - col(west) + 1 if east >= west else n - col(west) + col(east) + 1
+    return cols * max(1, row(south) - row(north) + 1)
