@@ -94,6 +94,15 @@ def test_tile_job_ends_partial_with_per_tile_errors_and_thresholded_hits(
 
     with sqlite3.connect(state) as db:
         errors = [m for (m,) in db.execute("SELECT message FROM tile_failures ORDER BY message")]
+        (job_id,) = db.execute("SELECT id FROM jobs").fetchone()
+    # the same outputs from the store afterwards, the class named this time
+    again = tilerunner(
+        "results", job_id, "--store", f"sqlite:///{state}", "-o", "all.csv",
+        "-o", "again.geojson", "--threshold", f"bright:{cut}", cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {len(good)} features to all.csv" in again.stdout
+    assert features(tmp_path / "again.geojson") == hits
     assert len(errors) == 3
     by_tile = {t: next(m for m in errors if m.startswith(f"tile {t}"))
                for t in (missing, stalled, garbage)}  # fmt: skip
