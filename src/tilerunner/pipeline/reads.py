@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import RetryableError, TilerunnerError
 from tilerunner.imagery import RasterReader
-from tilerunner.pipeline.work import RegionState, TileItem
+from tilerunner.pipeline.work import PixelReader, RegionState, TileItem
 from tilerunner.tiling.strips import Strip, plan_strips
 from tilerunner.tiling.window import Window
 
@@ -146,10 +146,13 @@ class TileReads:
         return item
 
     def region(self, state: RegionState) -> Iterator[TileItem]:
-        """Every tile of ``state``'s region, strip by strip, each with pixels or an error."""
-        work = state.work
-        reader = work.reader
-        tiles = work.tiles
+        """Every tile of ``state``'s region, strip by strip, each with pixels or an error
+        (tile by tile when its reader is not a raster: map tiles share no blocks)."""
+        tiles = state.work.tiles
+        reader = state.work.reader
+        if not isinstance(reader, RasterReader):
+            yield from (self.tile(TileItem(state, tile)) for tile in tiles)
+            return
         strips = plan_strips(
             [t.window for t in tiles],
             reader.info.width,
@@ -184,7 +187,7 @@ class TileReads:
             return False
         return True
 
-    def _read_of(self, reader: RasterReader) -> Callable[[Window], Pixels]:
+    def _read_of(self, reader: PixelReader) -> Callable[[Window], Pixels]:
         return reader.read_native if self.native else reader.read
 
     def _tried(self, read: Callable[[Window], Pixels], window: Window) -> Pixels:

@@ -6,7 +6,9 @@ never by image size: each reader thread reads one region at a time in block-alig
 at most ``strip_bytes`` (:mod:`tilerunner.pipeline.reads`; about twice that while it carries
 rows from one strip to the next), at most ``3 x batch_size + readers`` decoded tiles wait for
 the model (the ready queue, the batch being formed, one per reader thread), one batch is
-inside it and two wait for post-processing. With ``strip_bytes=0`` readers read tile by tile.
+inside it and two wait for post-processing. With ``strip_bytes=0`` readers read tile by tile,
+as they always do for readers that are not rasters (a tile job's map tiles share no blocks and
+are fetched ahead by :mod:`tilerunner.xyz.reader`).
 
 Tiles of different regions share batches, so the model never waits for a region boundary.
 Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
@@ -34,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tilerunner.errors import ModelError, TilerunnerError
+from tilerunner.imagery import RasterReader
 from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.models import LoadedModel, TileOutput
 from tilerunner.pipeline.postprocess import owned_features
@@ -126,7 +129,8 @@ class TilePipeline:
         if not work.tiles:
             self._on_result(RegionResult(work.key, FeatureRows(), 0))
             return
-        if self.strip_bytes:
+        if self.strip_bytes and isinstance(work.reader, RasterReader):
+            # rasters in strips; map tiles share no blocks and are fetched ahead, one by one
             with self._lock:
                 self._outstanding += len(work.tiles)
             self._read_q.put(state)
