@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from tr_cli import cli_env, tilerunner
 from tr_watch import Bucket, recorded, taken, taken_keys
 
+from tilerunner.cli.main import cli
 from tilerunner.jobs import JobState
 from tilerunner.store import open_store
 
@@ -34,6 +37,7 @@ def _queue_size(bucket: Bucket, queue_url: str) -> int:
     return sum(int(found[n]) for n in names)
 
 
+@pytest.mark.slow
 def test_listing_takes_new_objects_and_new_versions_once(
     tmp_path: Path, bucket: Bucket, template: Path, shared_data: Path
 ) -> None:
@@ -60,6 +64,7 @@ def test_listing_takes_new_objects_and_new_versions_once(
     assert len(again.stdout.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_notifications_take_each_event_once_and_are_deleted(
     tmp_path: Path, bucket: Bucket, notified: str, template: Path, shared_data: Path
 ) -> None:
@@ -83,13 +88,43 @@ def test_notifications_take_each_event_once_and_are_deleted(
     assert _queue_size(bucket, notified) == 0
 
 
-def _jobs_made(db: Path) -> int:
+def _lines(output: str) -> list[str]:
+    """The command's lines, without those the in-process moto server logs meanwhile."""
+    return [line for line in output.splitlines() if " werkzeug: " not in line]
+
+
+def test_a_missing_bucket_or_queue_fails_at_start_in_one_line(
+    tmp_path: Path, bucket: Bucket, template: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    runner = CliRunner()
+    env = _env(bucket)
+    missing = runner.invoke(cli, ["watch", "s3://no-such-bucket/in/", "--job", str(template),
+                                  "--store", store, "--once"], env=env)  # fmt: skip
+    assert missing.exit_code == 1, missing.output
+    assert _lines(missing.output) == [
+        "error: cannot list s3://no-such-bucket/in/: NoSuchBucket; check the name and permissions"
+    ]
+    queue = f"{bucket.endpoint}/123456789012/no-such-queue"
+    args = ["watch", f"s3://{bucket.name}/in/", "--job", str(template), "--sqs-queue", queue,
+            "--store", store, "--once"]  # fmt: skip
+    no_queue = runner.invoke(cli, args, env=env)
+    assert no_queue.exit_code == 1
+    [line] = _lines(no_queue.output)
+    assert line.startswith(f"error: cannot read notifications from {queue}: ")
+    assert not (tmp_path / "state.db").exists()  # nothing opened before the source answered
+
+
+def _jobs_planned(db: Path) -> int:
+    """Jobs the watcher made and planned (``queued``): what it gets done last in a look."""
     if not db.exists():
         return 0
-    try:
-        return len(taken(f"sqlite:///{db}"))
-    except Exception:  # the watcher is still creating the schema
-        return 0
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            query = "select count(*) from jobs where status = 'queued'"
+            return int(conn.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # the watcher is still creating the schema
+            return 0
 
 
 def _start(args: list[str], cwd: Path, bucket: Bucket) -> subprocess.Popen[bytes]:
@@ -124,15 +159,15 @@ def test_sigkill_mid_watch_then_restart_loses_and_doubles_nothing(
     if queue is not None:
         args += ["--sqs-queue", queue]
     watcher = _start(args, tmp_path, bucket)
-    _wait_for(lambda: _jobs_made(db) >= 2, watcher, "jobs")
+    _wait_for(lambda: _jobs_planned(db) >= 2, watcher, "planned jobs")
     os.killpg(watcher.pid, signal.SIGKILL)
     watcher.wait()
-    before = _jobs_made(db)
+    before = _jobs_planned(db)
     assert 2 <= before < len(keys), "the kill did not land mid-run"
 
     # messages the killed watcher received come back after the queue's visibility timeout
     watcher = _start(args, tmp_path, bucket)
-    _wait_for(lambda: _jobs_made(db) >= len(keys), watcher, "job for every object")
+    _wait_for(lambda: _jobs_planned(db) >= len(keys), watcher, "job for every object")
     if queue is not None:
         _wait_for(lambda: _queue_size(bucket, queue) == 0, watcher, "empty queue")
     watcher.send_signal(signal.SIGTERM)

@@ -58,6 +58,8 @@ class Look:
 
 
 class Watcher:
+    """Makes the jobs of a source's new objects, look by look (see the module docstring)."""
+
     def __init__(
         self,
         store: Store,
