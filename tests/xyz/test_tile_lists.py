@@ -124,3 +124,16 @@ def test_a_bbox_over_too_many_tiles_is_refused_before_anything_runs() -> None:
                       "bbox": [-180, -85, 180, 85], "zoom": 14},
             "pipeline": [{"task": "classify", "model": "m"}],
         })  # fmt: skip
+
+
+def test_run_flags_of_a_tile_job_are_checked_before_the_list_is_read(tmp_path: Path) -> None:
+    from tilerunner.cli.tile_options import tile_job_section
+
+    missing = tmp_path / "not-there.txt"  # never opened: the template is wrong first
+    with pytest.raises(InvalidRequestError, match=r"--url-template: .*\{z\}, \{x\} and \{y\}"):
+        tile_job_section((), missing, None, None, "https://h/{z}/{x}.png", "abc", 256, 0)
+    with pytest.raises(InvalidRequestError, match=r"--url-template: .*TILERUNNER_XYZ_TOKEN"):
+        tile_job_section((), missing, None, None, "https://h/{z}/{x}/{y}.png?key=s3cret",
+                         "abc", 256, 0)  # fmt: skip
+    with pytest.raises(InvalidRequestError, match=r"cannot read tile list"):
+        tile_job_section((), missing, None, None, "https://h/{z}/{x}/{y}.png", "abc", 256, 0)

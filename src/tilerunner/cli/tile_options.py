@@ -114,12 +114,30 @@ def tile_job_section(
         "context": context,
     }
     if tiles_file is not None:
-        check_tile_file(tiles_file)
         section["file"] = str(Path(tiles_file).resolve())
     elif bbox is not None:
         section["bbox"] = list(parse_bbox(bbox))
         section["zoom"] = zoom
+    _check_section(section)  # the template, the zoom, the bbox's size: before the list is read
+    if tiles_file is not None:
+        check_tile_file(tiles_file)
     return section
+
+
+def _check_section(section: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from tilerunner.xyz.spec import TileSetSpec
+
+    try:
+        TileSetSpec.model_validate(section)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = {"url_template": "--url-template", "zoom": "--zoom", "subdomains": "--subdomains"}
+        where = flag.get(str(first["loc"][0]) if first["loc"] else "", "tile job")
+        raise InvalidRequestError(
+            f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 def check_threshold_classes(thresholds: Sequence[str], classes: Sequence[str]) -> None:
