@@ -7,69 +7,22 @@ serialise completions are checked on the database a cluster runs.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import os
 import threading
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select, text
+from tr_stores import store_url  # noqa: F401 - fixture, also imported by the other store tests
 
 from tilerunner.jobs import JobState
 from tilerunner.store import FeatureRows, ImagePlan, Store, open_store
 from tilerunner.store.tables import outbox
 
-POSTGRES_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/tilerunner_test"
-
-
-def _postgres_admin_url() -> str:
-    """The test database (created if missing) as a libpq URL; skips when unreachable."""
-    psycopg = pytest.importorskip("psycopg")
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    url = os.environ.get("TILERUNNER_TEST_POSTGRES_URL", POSTGRES_URL_DEFAULT)
-    dbname = str(conninfo_to_dict(url).get("dbname", "postgres"))
-    try:
-        with psycopg.connect(make_conninfo(url, dbname="postgres", connect_timeout=3)) as conn:
-            conn.autocommit = True
-            if not conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
-            ).fetchone():
-                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(f'CREATE DATABASE "{dbname}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(
-            f"PostgreSQL at {url} is not reachable ({exc}); start it or set "
-            "TILERUNNER_TEST_POSTGRES_URL"
-        )
-    return url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    import psycopg
-
-    url = _postgres_admin_url()
-    schema = f"trs_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        base = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
+def store(store_url: str) -> Iterator[Store]:  # noqa: F811
     opened = open_store(store_url)
     yield opened
     opened.engine.dispose()
@@ -211,7 +164,7 @@ def test_concurrent_completions_of_one_image_schedule_one_aggregation(
     assert store.claim_outbox("agg-2") is None
 
 
-def test_processes_migrating_a_fresh_database_together_all_succeed(store_url: str) -> None:
+def test_processes_migrating_a_fresh_database_together_all_succeed(store_url: str) -> None:  # noqa: F811
     # a cluster's workers start together and each brings the schema up to date
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=open_store, args=(store_url,)) for _ in range(4)]

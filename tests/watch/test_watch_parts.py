@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tr_clock import FakeClock
+from tr_stores import store_url  # noqa: F401 - fixture
 from tr_watch import recorded
 
 from tilerunner.errors import InvalidRequestError
@@ -160,9 +161,8 @@ def test_a_file_written_in_pieces_is_taken_once_whole(tmp_path: Path) -> None:
     assert taken["sub/scene.tif"].url == str(growing.resolve())
 
 
-@pytest.mark.usefixtures("tmp_path")
-def test_the_store_gives_each_object_to_one_job(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+def test_the_store_gives_each_object_to_one_job(store_url: str) -> None:  # noqa: F811
+    store = open_store(store_url)
     a, b, c = _objects(3)
     assert [o.key for o in store.record_objects(WATCH, [a, b])] == ["k0", "k1"]
     assert [o.key for o in store.record_objects(WATCH, [a, b, c])] == ["k2"]
@@ -174,6 +174,17 @@ def test_the_store_gives_each_object_to_one_job(tmp_path: Path) -> None:
     assert store.get_job("job-2") is None
     assert [o.key for o in store.waiting_objects(WATCH)] == ["k2"]
     assert store.watched_jobs(WATCH, [JobState.PLANNING]) == ["job-1"]
+    assert store.aggregations_due(WATCH) == []  # planned and run by nobody yet
     assert recorded(store) == [("k0", "v", "job-1"), ("k1", "v", "job-1"), ("k2", "v", None)]
     # the same object under another watch is another object
     assert [o.key for o in store.record_objects("s3://other/", [a])] == ["k0"]
+    # a job submitted elsewhere: its members are given its id first, the submission noted after
+    assert store.assign_objects(WATCH, "job-3", [c])
+    assert not store.assign_objects(WATCH, "job-4", [c])
+    unsubmitted = store.unsubmitted_jobs(WATCH)
+    assert {job: [o.key for o in members] for job, members in unsubmitted.items()} == {
+        "job-3": ["k2"]
+    }
+    store.mark_submitted(WATCH, "job-3")
+    assert store.unsubmitted_jobs(WATCH) == {}
+    store.engine.dispose()
