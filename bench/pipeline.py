@@ -43,7 +43,9 @@ from rasterio.windows import Window as RioWindow
 
 from tilerunner.imagery import RasterReader
 from tilerunner.models import LoadedModel, load_model
-from tilerunner.pipeline import PipelineStats, RegionResult, RegionWork, TilePipeline
+from tilerunner.pipeline import STRIP_BYTES, PipelineStats, RegionResult, RegionWork, TilePipeline
+from tilerunner.pipeline.reads import TileReads
+from tilerunner.pipeline.work import RegionState, TileItem
 from tilerunner.testing.onnx_models import make_detector_onnx
 from tilerunner.tiling import RegionGrid, TileGrid, TileRef
 
@@ -188,19 +190,32 @@ def plan_regions(
     return planned
 
 
-def time_reads(url: str, regions: Sequence[tuple[TileRef, ...]], readers: int) -> Timing:
-    """``readers`` threads read every tile window, as the pipeline's readers do."""
-    windows: queue.SimpleQueue[TileRef | None] = queue.SimpleQueue()
-    for tiles in regions:
-        for tile in tiles:
-            windows.put(tile)
-    for _ in range(readers):
-        windows.put(None)
+def time_reads(
+    url: str, regions: Sequence[tuple[TileRef, ...]], readers: int, strip_bytes: int
+) -> Timing:
+    """``readers`` threads read every region's tiles as the pipeline's readers do: a region at a
+    time in strips of ``strip_bytes`` (:class:`~tilerunner.pipeline.reads.TileReads`), or tile by
+    tile from a shared queue when ``strip_bytes`` is 0."""
     reader = RasterReader(url)
+    size = reader.info.width
+    reads = TileReads(strip_bytes=strip_bytes, retries=0, backoff=0.0, on_retry=lambda: None)
+    tasks: queue.SimpleQueue[TileItem | RegionState | None] = queue.SimpleQueue()
+    for key, tiles in enumerate(regions):
+        state = RegionState(RegionWork(key, reader, tiles, size, size))
+        if strip_bytes:
+            tasks.put(state)
+        else:
+            for tile in tiles:
+                tasks.put(TileItem(state, tile))
+    for _ in range(readers):
+        tasks.put(None)
 
     def work() -> None:
-        while (tile := windows.get()) is not None:
-            reader.read(tile.window)
+        while (task := tasks.get()) is not None:
+            items = reads.region(task) if isinstance(task, RegionState) else [reads.tile(task)]
+            for item in items:
+                if item.error is not None:
+                    raise SystemExit(f"read failed: {item.error}")
 
     threads = [threading.Thread(target=work) for _ in range(readers)]
     started, cpu = time.perf_counter(), time.process_time()
@@ -234,6 +249,7 @@ def time_pipeline(
     size: int,
     batch_size: int,
     readers: int,
+    strip_bytes: int,
 ) -> tuple[Timing, int, PipelineStats]:
     """The real TilePipeline over ``regions``: its timing, the features kept, its own counters.
 
@@ -244,13 +260,14 @@ def time_pipeline(
     results: list[RegionResult] = []
     reader = RasterReader(url)
     started, cpu = time.perf_counter(), time.process_time()
-    pipeline = TilePipeline(model, results.append, batch_size=batch_size, readers=readers)
+    pipeline = TilePipeline(model, results.append, batch_size=batch_size, readers=readers,
+                            strip_bytes=strip_bytes)  # fmt: skip
     for key, tiles in enumerate(regions):
         pipeline.submit(RegionWork(key, reader, tiles, size, size))
     pipeline.close()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     reader.close()
-    failed = [r for r in results if r.error is not None]
+    failed = [r for r in results if r.tile_failures]
     if failed or len(results) != len(regions):
         raise SystemExit(f"pipeline lost or failed regions: {failed[:1]} of {len(results)}")
     n_tiles = sum(len(t) for t in regions)
@@ -290,6 +307,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--region-size", type=int, default=4096)
     add("--batch-size", type=int, default=8)
     add("--readers", type=int, default=2, help="reader threads (read-only and end-to-end)")
+    add("--strip-mb", type=int, default=STRIP_BYTES // 2**20,
+        help="strip budget of the readers in MiB; 0 reads tile by tile")  # fmt: skip
     add("--onnx-threads", type=int, default=None, help="ONNX intra-op threads (default: ORT's)")
     add("--limit-tiles", type=int, default=None, help="only the first N tiles (quick runs)")
     add("--model-input", type=int, default=128, help="model input size (tiles are resized)")
@@ -365,10 +384,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     load_before = os.getloadavg()[0]
     rounds = []
     for index in range(args.repeat):
-        read = time_reads(url, regions, args.readers)
+        read = time_reads(url, regions, args.readers, args.strip_mb * 2**20)
         infer = time_model(model, sample, n_tiles, args.batch_size)
         e2e, features, stats = time_pipeline(model, url, regions, args.size, args.batch_size,
-                                             args.readers)  # fmt: skip
+                                             args.readers, args.strip_mb * 2**20)  # fmt: skip
         rounds.append(Round(read, infer, e2e, stats, features))
         _print_round(index, rounds[-1])
     median = {
