@@ -75,13 +75,16 @@ def _stages(state: Path, log: str) -> dict[str, float]:
     """Seconds per stage from the job's timeline and the aggregator's log line."""
     store = open_store(f"sqlite:///{state}")
     job = store.list_jobs()[0]
-    at: dict[str, float] = {}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
     for event in store.events(job.id):
-        at.setdefault(event["kind"], float(event["at"]))
+        first.setdefault(event["kind"], float(event["at"]))
+        last[event["kind"]] = float(event["at"])
     stages = {
-        "plan": at["queued"] - at["planning"],
-        "run": at["aggregating"] - at["queued"],
-        "aggregate": at["succeeded"] - at["aggregating"],
+        "plan": first["queued"] - first["planning"],
+        "run": first["aggregating"] - first["queued"],
+        # a resumed run aggregates again: its own aggregation is the last one
+        "aggregate": last["succeeded"] - last["aggregating"],
     }
     found = _AGGREGATED.search(log)
     if found:
@@ -89,11 +92,16 @@ def _stages(state: Path, log: str) -> dict[str, float]:
     return stages
 
 
-def run_tilerunner(image: Path, workdir: Path, boxes_per_tile: int) -> dict[str, Any]:
+def run_tilerunner(
+    image: Path, workdir: Path, boxes_per_tile: int, *, resume: bool = False
+) -> dict[str, Any]:
+    """``tilerunner run`` over ``image``; with ``resume`` the state of an earlier run is kept,
+    so the command finishes that run (after the regions, only aggregation is left to do)."""
     run_dir = workdir / "runs" / f"scale-{image.stem}"
     run_dir.mkdir(parents=True, exist_ok=True)
     for old in run_dir.iterdir():
-        old.unlink()
+        if not (resume and old.name.startswith("state.")):
+            old.unlink()
     state, out = run_dir / "state.db", run_dir / "out.parquet"
     argv = [
         sys.executable,
@@ -113,7 +121,7 @@ def run_tilerunner(image: Path, workdir: Path, boxes_per_tile: int) -> dict[str,
     ]
     path = os.pathsep.join(p for p in (str(BENCH), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": path, "TILERUNNER_LOG_LEVEL": "INFO"}
-    sampled = run_sampled(argv, run_dir / "run.log", env=env, poll=0.2)
+    sampled = run_sampled(argv, run_dir / "run.log", env=env, poll=0.2, timeout=6 * 3600)
     log = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace")
     if sampled.returncode != 0:
         raise SystemExit(f"tilerunner run failed ({sampled.returncode}); see {run_dir}/run.log")
@@ -130,6 +138,7 @@ def run_tilerunner(image: Path, workdir: Path, boxes_per_tile: int) -> dict[str,
         "stages": stages,
         "tiles_per_second_run_stage": counts.tiles_done / stages["run"],
         "output_bytes": out.stat().st_size,
+        "resumed": resume,
     }
 
 
@@ -147,7 +156,12 @@ def time_merge(n: int, seed: int = 0) -> dict[str, float]:
 
 
 def run_scale(
-    workdir: Path, *, size: int, boxes_per_tile: int, merge_sizes: Sequence[int]
+    workdir: Path,
+    *,
+    size: int,
+    boxes_per_tile: int,
+    merge_sizes: Sequence[int],
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the scene, then the merge sizes; print and return the figures."""
     image = make_sparse_scene(workdir / f"sparse-{size}.tif", size)
@@ -157,7 +171,7 @@ def run_scale(
         f"tiles, ~{grid.n_tiles * boxes_per_tile:,} detections expected"
     )
     load_before = os.getloadavg()[0]
-    run = run_tilerunner(image, workdir, boxes_per_tile)
+    run = run_tilerunner(image, workdir, boxes_per_tile, resume=resume)
     stages = run["stages"]
     print(
         f"tilerunner run: {run['seconds']:.1f} s wall, {run['cpu_seconds']:.1f} s CPU, "

@@ -63,6 +63,7 @@ def _scale(args: argparse.Namespace) -> None:
         size=args.size,
         boxes_per_tile=args.boxes_per_tile,
         merge_sizes=args.merge_sizes,
+        resume=args.resume,
     )
     _save(report, args.results / "scale.json")
 
@@ -120,6 +121,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="+",
         default=[500_000, 1_000_000, 2_000_000],
         help="detections merged directly, to show how merge time grows",
+    )
+    scale.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the state of an earlier scale run and finish it (its stages come from both)",
     )
     return parser.parse_args(argv)
 
