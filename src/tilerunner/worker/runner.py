@@ -95,6 +95,9 @@ class Worker:
         self._held: dict[str, Assignment] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # set when an item finishes or on stop: the lease loop wakes at once instead of
+        # sleeping out its poll (a worker with ``until`` notices the end of its job promptly)
+        self._wake = threading.Event()
         self._results: queue.Queue[RegionResult | None] = queue.Queue()
         self._tiles_done = 0
         self._regions_done = 0
@@ -116,6 +119,7 @@ class Worker:
     def stop(self) -> None:
         """Stop leasing; items already leased are finished and recorded."""
         self._stop.set()
+        self._wake.set()
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Lease and process items until stopped, or until ``until()`` is true while idle."""
@@ -127,6 +131,7 @@ class Worker:
         failures = 0
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # a finish from now on cuts the next wait short
                 try:
                     got = self._lease_round()
                     if not got and until is not None and not self._held_count() and until():
@@ -140,9 +145,8 @@ class Worker:
                     log.warning("worker %s: %s; retrying in %.1f s", self.id, error, wait)
                     self._stop.wait(wait)
                     continue
-                if not got:
-                    self._stop.wait(self.options.poll_seconds if not self.options.wait_seconds
-                                    else 0.0)  # fmt: skip
+                if not got and not self.options.wait_seconds:
+                    self._wake.wait(self.options.poll_seconds)
         finally:
             for pipeline in self._pipelines.values():
                 pipeline.close()
@@ -163,7 +167,7 @@ class Worker:
     def _lease_round(self) -> bool:
         wanted = [m for m in self.models if self._held_count(m) < self.options.prefetch]
         if not wanted:
-            self._stop.wait(self.options.poll_seconds)
+            self._wake.wait(self.options.poll_seconds)
             return True  # busy, not idle
         room = sum(self.options.prefetch - self._held_count(m) for m in wanted)
         assignments = self.source.lease(wanted, room, self.options.wait_seconds)
@@ -225,6 +229,8 @@ class Worker:
                 # not released: the lease expires and the item is redelivered
                 log.warning("%s not recorded (%s); it will be redelivered", result.key, error)
                 continue
+            finally:
+                self._wake.set()  # room for the next item; with ``until``, maybe the end
             if recorded:
                 with self._lock:
                     self._tiles_done += result.n_tiles - len(result.tile_failures)
