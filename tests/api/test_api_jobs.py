@@ -102,6 +102,37 @@ def test_bad_documents_are_rejected_and_store_nothing(
     assert client.get("/v1/jobs/job-unknown").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ({"uri": "trees.shp"}, "unknown output format '.shp'; use .geojson, .parquet or .csv"),
+        ({"uri": "no/such/dir/trees.geojson"}, "does not exist; create it"),
+        ({"uri": "trees.out", "format": "kml"}, "unknown output format 'kml'"),
+    ],
+)
+def test_a_document_with_a_bad_output_is_refused_before_anything_is_stored(
+    system: tuple[TestClient, Store, str],
+    shared_data: Path,
+    tmp_path: Path,
+    output: dict[str, str],
+    message: str,
+) -> None:
+    client, store, _ = system
+    uri = str(tmp_path / output["uri"])
+    document = _document(shared_data, tmp_path)
+    document["outputs"] = [*document["outputs"], {**output, "uri": uri}]  # type: ignore[misc]
+    answer = client.post("/v1/jobs", json=document)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]["message"]
+    assert error.startswith(f"outputs[1] {uri!r}: ") and message in error
+    assert store.list_jobs() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db", *_sqlite_sidecars(tmp_path)]
+
+
+def _sqlite_sidecars(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("state.db-"))
+
+
 def test_cancel_stops_a_queued_job(
     system: tuple[TestClient, Store, str], shared_data: Path, tmp_path: Path
 ) -> None:

@@ -109,7 +109,7 @@ def check_output(uri: str, fmt: str | None = None, *, label: str | None = None) 
     """Fail fast, before any work, when the output ``uri`` cannot be written: its location is
     not writable (:func:`check_writable`; ``s3://bucket/key`` passes without a request) or its
     format is unknown (:func:`output_format`). Returns the format name."""
-    check_writable(uri)
+    check_writable(uri, label=label)
     return output_format(uri, fmt, label=label)
 
 
@@ -123,13 +123,16 @@ def writer_for(uri: str, fmt: str | None = None, *, s3_endpoint_url: str | None 
     return write
 
 
-def check_writable(uri: str) -> None:
-    """Fail fast, before any work, when ``uri`` cannot be written."""
+def check_writable(uri: str, *, label: str | None = None) -> None:
+    """Fail fast, before any work, when ``uri`` cannot be written; ``label`` is how the caller
+    named the output (``-o out.csv``, ``outputs[0] 'out.csv'``)."""
+    prefix = label or f"cannot write output {uri!r}"
+    other = "another path" if label else "another -o path"
     if _is_s3(uri):
         parts = urlsplit(uri)
         if not parts.netloc or not parts.path.strip("/"):
             raise InvalidRequestError(
-                f"cannot write output {uri!r}: an S3 output needs a bucket and a key; "
+                f"{prefix}: an S3 output needs a bucket and a key; "
                 "use s3://bucket/path/file.geojson"
             )
         return
@@ -137,18 +140,17 @@ def check_writable(uri: str) -> None:
     directory = os.path.dirname(path)
     if os.path.isdir(path) or uri.endswith(("/", os.sep)):
         raise InvalidRequestError(
-            f"cannot write output {uri!r}: it is a directory; give a file name such as "
+            f"{prefix}: it is a directory; give a file name such as "
             f"{os.path.join(uri, 'results.geojson')!r}"
         )
     if not os.path.isdir(directory):
         raise InvalidRequestError(
-            f"cannot write output {uri!r}: directory {directory!r} does not exist; "
-            "create it or choose another -o path"
+            f"{prefix}: directory {directory!r} does not exist; create it or choose {other}"
         )
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InvalidRequestError(
-            f"cannot write output {uri!r}: directory {directory!r} is not writable; "
-            "fix its permissions or choose another -o path"
+            f"{prefix}: directory {directory!r} is not writable; "
+            f"fix its permissions or choose {other}"
         )
 
 
