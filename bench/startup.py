@@ -4,16 +4,20 @@
 Times, as a user sees them (wall clock of the whole process, median of ``--repeat`` runs):
 
 * ``help``: ``tilerunner --help``; ``run_help``: ``tilerunner run --help``;
-* ``status_new``: ``tilerunner status --store sqlite:///<new file>`` (creates and migrates it);
+* ``status_new``: ``tilerunner status --store sqlite:///<new file>`` (creates it at head);
 * ``status_existing``: the same on a store that exists already (at the newest schema, no jobs);
 * ``status_floor``: a bare interpreter importing only the libraries ``status`` cannot do
   without (click, pydantic-settings, SQLAlchemy, rich), for comparison;
 * ``run``: ``tilerunner run`` of the test model ``tilerunner.testing.models:TruthDetector``
-  over a one-tile 512 x 512 GeoTIFF (2 boxes), each time with a new ``--state``.
+  (or ``--model``) over a one-tile 512 x 512 GeoTIFF (2 boxes), each time with a new
+  ``--state``;
+* ``model_load``: the model's own load time, ``load_model`` alone in a process that has
+  imported ``tilerunner.models`` (what ``run`` cannot go below: its worker loads it too).
 
 Then, for ``run``, where its time goes: the same run with ``TILERUNNER_LOG_LEVEL=DEBUG`` (the
 run process and its worker log with millisecond timestamps) gives a timeline from the moment
-the process is started; one more run with ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime`` for
+the process is started, in the order the lines were logged (the run process and its worker
+overlap); one more run with ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime`` for
 the run process and its worker) gives the seconds each process spends importing modules.
 
     .venv/bin/python bench/startup.py --repeat 10 --json bench-startup.json
@@ -41,17 +45,34 @@ from typing import Any
 
 TRUTH_MODEL = "tilerunner.testing.models:TruthDetector"
 
-#: Marks of the run's timeline: (phase ending at the mark, process, log message pattern).
+#: Marks of the run's timeline: (phase ending at the mark, process, log message pattern). The
+#: phases are taken in the order their lines were logged (the run and its workers overlap); a
+#: checkout that does not log a mark simply has no such phase.
 MARKS: list[tuple[str, str, str]] = [
     ("process start, CLI imports, settings", "run", r"run: command started"),
-    ("command imports, model load, checks", "run", r"run: opening the state"),
-    ("state open (migrations)", "run", r"run: state open; planning"),
-    ("planning (images opened, regions queued)", "run", r"run: job \S+ planned"),
     ("worker processes started", "run", r"run: started \d+ worker process"),
-    ("worker start: interpreter, imports, store, model", "worker", r"worker: ready"),
+    ("command imports, model load, checks", "run", r"run: opening the state"),
+    ("state open (schema created or migrated)", "run", r"run: state open; planning"),
+    ("planning (images opened, regions queued)", "run", r"run: job \S+ planned"),
+    ("worker: imports, model load", "worker", r"worker: models loaded"),
+    ("worker: store open, until it asks for work", "worker", r"worker: ready"),
     ("the job: regions leased, read, inferred, recorded", "run", r"run: every region finished"),
     ("aggregation (merge, georeference, write outputs)", "run", r"run: aggregated"),
+    ("summary table", "run", r"run: summary printed"),
+    ("workers stopped", "run", r"run: workers stopped"),
 ]
+# wall seconds of load_model alone (its module imported first), as the run process loads it
+_MODEL_LOAD = """
+import sys, time
+from tilerunner.cli.common import parse_params
+from tilerunner.models import load_model
+args = sys.argv[1:]
+spec = args[args.index("--model") + 1]
+params = parse_params(tuple(v for k, v in zip(args, args[1:]) if k == "--model-param"))
+started = time.perf_counter()
+load_model(spec, params, name="model")
+print(f"model_load_s {time.perf_counter() - started:.4f}")
+"""
 _FLOOR = "import click, pydantic_settings, sqlalchemy, rich.console, rich.table"
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
 _MIGRATED = re.compile(r"migrated the state database to head in ([\d.]+) s")
@@ -83,10 +104,9 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "tilerunner"]
 
 
-def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
-    """Run ``argv``; (wall seconds, CPU seconds of it and its children, start epoch)."""
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run ``argv``; (wall seconds, CPU seconds of it and its children, its standard output)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    epoch = time.time()
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -94,18 +114,18 @@ def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, epoch
+    return wall, cpu, done.stdout
 
 
-def _run_argv(tif: Path, truth: Path, tag: str) -> list[str]:
+def _run_argv(tif: Path, tag: str, model: list[str]) -> list[str]:
     return [
-        *_command(), "run", str(tif), "--model", TRUTH_MODEL, "--model-param", f"truth={truth}",
+        *_command(), "run", str(tif), *model,
         "-o", f"{tag}.geojson", "--state", f"{tag}.db", "--quiet",
     ]  # fmt: skip
 
 
 def measure(
-    workdir: Path, tif: Path, truth: Path, repeat: int, env: dict[str, str]
+    workdir: Path, tif: Path, model: list[str], repeat: int, env: dict[str, str]
 ) -> dict[str, Any]:
     """Wall and CPU seconds of each command, ``repeat`` times (the commands interleaved)."""
     cli = _command()
@@ -120,13 +140,17 @@ def measure(
         "status_existing": lambda i: [*cli, "status", "--store", existing],
         # the floor of status: a bare interpreter importing only the libraries it must use
         "status_floor": lambda i: [sys.executable, "-c", _FLOOR],
-        "run": lambda i: _run_argv(tif, truth, f"runs/run-{i}"),
+        "run": lambda i: _run_argv(tif, f"runs/run-{i}", model),
+        # the model's own load time, printed by a process that has imported tilerunner.models
+        "model_load": lambda i: [sys.executable, "-c", _MODEL_LOAD, *model],
     }
     (workdir / "runs").mkdir(exist_ok=True)
     samples: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in commands}
     for i in range(repeat):
         for name, argv in commands.items():
-            wall, cpu, _ = _timed(argv(i), workdir, env)
+            wall, cpu, out = _timed(argv(i), workdir, env)
+            if name == "model_load":  # the figure that matters is the one it printed
+                wall = float(out.split("model_load_s", 1)[1])
             samples[name]["wall"].append(round(wall, 4))
             samples[name]["cpu"].append(round(cpu, 4))
     return {
@@ -150,18 +174,17 @@ def _log_times(text: str) -> list[tuple[float, str]]:
 
 
 def timeline(
-    workdir: Path, tif: Path, truth: Path, repeat: int, env: dict[str, str]
+    workdir: Path, tif: Path, model: list[str], repeat: int, env: dict[str, str]
 ) -> dict[str, Any]:
     """Seconds of each phase of ``run`` (median over ``repeat`` runs), from the log timestamps."""
-    phases: dict[str, list[float]] = {name: [] for name, _, _ in MARKS}
-    phases["summary, workers stopped, exit"] = []
+    phases: dict[str, list[float]] = {}
     migrations: list[float] = []
     totals: list[float] = []
     debug = {**env, "TILERUNNER_LOG_LEVEL": "DEBUG"}
     for i in range(repeat):
         tag = f"timeline/run-{i}"
         (workdir / "timeline").mkdir(exist_ok=True)
-        argv = _run_argv(tif, truth, tag)
+        argv = _run_argv(tif, tag, model)
         epoch = time.time()
         done = subprocess.run(
             argv, cwd=workdir, env=debug, capture_output=True, text=True, check=False
@@ -171,14 +194,15 @@ def timeline(
             raise SystemExit(f"run failed:\n{done.stderr}")
         logs = {"run": _log_times(done.stderr),
                 "worker": _log_times((workdir / f"{tag}.workers.log").read_text())}  # fmt: skip
+        found = sorted(
+            (min(t for t, message in logs[process] if re.search(pattern, message)), name)
+            for name, process, pattern in MARKS
+            if any(re.search(pattern, message) for _, message in logs[process])
+        )
         previous = epoch
-        for name, process, pattern in MARKS:
-            found = [t for t, message in logs[process] if re.search(pattern, message)]
-            if not found:  # a checkout that does not log this mark
-                return {"missing_mark": pattern, "process": process}
-            phases[name].append(found[0] - previous)
-            previous = found[0]
-        phases["summary, workers stopped, exit"].append(ended - previous)
+        for stamp, name in [*found, (ended, "process exit")]:
+            phases.setdefault(name, []).append(stamp - previous)
+            previous = stamp
         totals.append(ended - epoch)
         migrated = [float(m.group(1)) for _, msg in logs["run"] if (m := _MIGRATED.search(msg))]
         migrations.append(sum(migrated))
@@ -186,7 +210,8 @@ def timeline(
         "phases_median_s": {name: round(statistics.median(v), 3) for name, v in phases.items()},
         "migrations_median_s": round(statistics.median(migrations), 3),
         "total_median_s": round(statistics.median(totals), 3),
-        "note": "logging at DEBUG; phases end at the log lines named in bench/startup.py MARKS",
+        "note": "logging at DEBUG; phases end at the log lines named in bench/startup.py MARKS, "
+        "in the order they were logged (median of each phase over the runs that logged it)",
     }
 
 
@@ -201,14 +226,14 @@ def _import_seconds(text: str) -> tuple[float, int]:
     return total_us / 1e6, modules
 
 
-def import_times(workdir: Path, tif: Path, truth: Path, env: dict[str, str]) -> dict[str, Any]:
+def import_times(workdir: Path, tif: Path, model: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Seconds each process of one ``run`` spends importing (with importtime's own overhead)."""
     tag = "imports/run"
     (workdir / "imports").mkdir(exist_ok=True)
     for leftover in (workdir / "imports").iterdir():
         leftover.unlink()
     profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
-    done = subprocess.run(_run_argv(tif, truth, tag), cwd=workdir, env=profiled,
+    done = subprocess.run(_run_argv(tif, tag, model), cwd=workdir, env=profiled,
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"run failed:\n{done.stderr}")
@@ -233,6 +258,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--workdir", type=Path, default=Path("/tmp/tilerunner-bench-startup"))
     add("--src", type=Path, default=None, help="measure this src folder instead (PYTHONPATH)")
     add("--json", type=Path, default=None, help="also write the figures to this file")
+    add("--model", default=TRUTH_MODEL, help="the model of the run (default: the test model)")
+    add("--model-param", action="append", default=[], help="key=value for --model")
     return parser.parse_args(argv)
 
 
@@ -251,9 +278,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         env["PYTHONPATH"] = str(args.src.resolve())
     report: dict[str, Any] = {"machine": machine(), "command": _command(),
                               "src": str(args.src) if args.src else "installed"}  # fmt: skip
-    report["commands"] = measure(workdir, tif, truth, args.repeat, env)
-    report["run_timeline"] = timeline(workdir, tif, truth, args.timeline_repeat, env)
-    report["run_imports"] = import_times(workdir, tif, truth, env)
+    model = ["--model", args.model, *[a for p in args.model_param for a in ("--model-param", p)]]
+    if args.model == TRUTH_MODEL and not args.model_param:
+        model += ["--model-param", f"truth={truth}"]
+    report["model"] = model[1:]
+    report["commands"] = measure(workdir, tif, model, args.repeat, env)
+    report["run_timeline"] = timeline(workdir, tif, model, args.timeline_repeat, env)
+    report["run_imports"] = import_times(workdir, tif, model, env)
     report["machine"]["loadavg_after"] = os.getloadavg()
     print(f"{'command':<18}{'median wall s':>14}{'median cpu s':>14}")
     for name, row in report["commands"].items():
