@@ -29,7 +29,6 @@ from typing import Any
 
 from gpu import build_model
 from pipeline import make_scene
-
 from tilerunner.testing.range_server import RangeServer
 
 #: (stage, pattern on a frame "function (file:line)"), first match wins, leaf-most frame first.
