@@ -31,9 +31,14 @@ from gpu import build_model
 from pipeline import make_scene
 from tilerunner.testing.range_server import RangeServer
 
-#: (stage, pattern on a frame "function (file:line)"), first match wins, leaf-most frame first.
+#: (stage, pattern on a frame "function (file:line)"), first match wins. Start-up (imports,
+#: model load) comes first, so that what follows is the hot path proper.
 STAGES: list[tuple[str, str]] = [
-    ("imports", r"<frozen importlib\._bootstrap"),
+    (
+        "start-up: imports, model load",
+        r"<frozen importlib\._bootstrap|_create_inference_session"
+        r"|^load_model ",
+    ),
     ("model: ONNX Runtime session run", r"onnxruntime_inference_collection\.py"),
     ("model: resize, normalise, decode", r"tilerunner/models/"),
     ("read: GDAL fetch and decode", r"tilerunner/imagery/|rasterio/"),
@@ -42,11 +47,15 @@ STAGES: list[tuple[str, str]] = [
     ("aggregation and outputs", r"tilerunner/(coordinator|outputs|georef)/"),
     ("CLI, progress, worker loop", r"tilerunner/|click/|rich/"),
 ]
+#: A leaf frame that waits (py-spy counts some waits as active): its own stage, whatever called it.
+_WAITING = re.compile(r"^(Condition\.wait|Event\.wait|Popen\._wait|Thread\.join|select) ")
 _LINE = re.compile(r"^(.*) (\d+)$")
 
 
 def classify(frames: list[str]) -> str:
     """The stage of one sampled stack (root first)."""
+    if _WAITING.match(frames[-1]):
+        return "waiting (threads, child processes)"
     for stage, pattern in STAGES:
         if any(re.search(pattern, frame) for frame in reversed(frames)):
             return stage
@@ -64,21 +73,26 @@ def summarise(raw: str, top: int) -> dict[str, Any]:
         if not match:
             continue
         frames, count = match.group(1).split(";"), int(match.group(2))
-        if frames and frames[0].startswith("process "):
-            processes["worker" if " worker " in frames[0] else "run"] += count
-            frames = frames[1:]
-        frames = [f for f in frames if not f.startswith("thread ")]
+        owners = [f for f in frames if f.startswith("process ")]  # the run, then its child
+        if owners:
+            processes["worker" if " tilerunner worker " in owners[-1] else "run"] += count
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         total += count
-        stages[classify(frames)] += count
-        leaves[re.sub(r":\d+\)$", ")", frames[-1])] += count
-    share = {k: round(100 * v / max(total, 1), 1) for k, v in stages.most_common()}
+        stage = classify(frames)
+        stages[stage] += count
+        if not stage.startswith(("start-up", "waiting")):
+            leaves[re.sub(r":\d+\)$", ")", frames[-1])] += count
+    hot = sum(leaves.values())
     return {
         "samples": total,
         "by_process": dict(processes),
-        "stages_pct": share,
-        "top_own_pct": {k: round(100 * v / max(total, 1), 1) for k, v in leaves.most_common(top)},
+        "stages_pct": {k: round(100 * v / max(total, 1), 1) for k, v in stages.most_common()},
+        "hot_path_samples": hot,
+        "top_own_pct_of_hot_path": {
+            k: round(100 * v / max(hot, 1), 1) for k, v in leaves.most_common(top)
+        },
     }
 
 
@@ -131,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"{row['by_process']}")  # fmt: skip
         for stage, pct in row["stages_pct"].items():
             print(f"  {pct:5.1f} %  {stage}")
-        print("  top functions (own samples):")
-        for name, pct in row["top_own_pct"].items():
+        print(f"  top functions of the hot path ({row['hot_path_samples']} samples without "
+              "start-up and waiting), by own samples:")  # fmt: skip
+        for name, pct in row["top_own_pct_of_hot_path"].items():
             print(f"  {pct:5.1f} %  {name}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

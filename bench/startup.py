@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for phase, seconds in line["phases_median_s"].items():
             print(f"  {phase:<52}{seconds:>7.3f}")
         print(f"  {'total':<52}{line['total_median_s']:>7.3f}")
-        print(f"  of which Alembic migrations: {line['migrations_median_s']:.3f}")
+        print(f"  of which creating or migrating the schema: {line['migrations_median_s']:.3f}")
     else:
         print(f"\nno run timeline: the {line['process']} logs no {line['missing_mark']!r}")
     imports = report["run_imports"]
