@@ -46,6 +46,7 @@ from pipeline import (
 )
 from tilerunner.imagery import RasterReader
 from tilerunner.models import LoadedModel, load_model
+from tilerunner.pipeline import STRIP_BYTES
 
 T = TypeVar("T")
 _CUDA = "CUDAExecutionProvider"
@@ -152,6 +153,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--region-size", type=int, default=4096)
     add("--batch-size", type=int, default=16)
     add("--readers", type=int, default=4, help="reader threads")
+    add("--strip-mb", type=int, default=STRIP_BYTES // 2**20,
+        help="strip budget of the readers in MiB; 0 reads tile by tile")  # fmt: skip
     add("--limit-tiles", type=int, default=None, help="only the first N tiles (quick runs)")
     add("--workdir", type=Path, default=Path("/tmp/tilerunner-bench-gpu"))
     add("--cache-dir", type=Path, default=Path.home() / ".cache" / "tilerunner")
@@ -187,14 +190,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     n_tiles = sum(len(r) for r in regions)
     url = str(image)
     sample = _sample(url, regions, 32)
-    read = time_reads(url, regions, args.readers)
+    strip_bytes = args.strip_mb * 2**20
+    read = time_reads(url, regions, args.readers, strip_bytes)
     stages["read_only"] = _row(read, None)
 
     def run_model() -> Timing:
         return time_model(model, sample, n_tiles, args.batch_size)
 
     def run_pipeline() -> tuple[Timing, int, Any]:
-        return time_pipeline(model, url, regions, args.size, args.batch_size, args.readers)
+        return time_pipeline(model, url, regions, args.size, args.batch_size, args.readers,
+                             strip_bytes)  # fmt: skip
 
     if sampler is not None:
         timing, busy = sampler.during(run_model)
