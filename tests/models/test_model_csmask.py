@@ -109,9 +109,11 @@ def test_the_four_band_model_takes_four_bands(asset_cache: Path, landsat7: Path)
 def test_wrong_bands_tiles_and_parameters_fail_with_what_to_change(
     asset_cache: Path, csmask: LoadedModel
 ) -> None:
-    with pytest.raises(InvalidRequestError, match="takes 6 bands but the job reads the default 3"):
+    bands = "model 'zoo:csmask-l8' takes 6 bands but the job reads the default 3"
+    with pytest.raises(InvalidRequestError, match=bands):
         csmask.check_bands(None)
-    with pytest.raises(InvalidRequestError, match="--tile-size 256"):
+    tiles = "model 'zoo:csmask-l8' takes 256 x 256 px tiles, got 128 x 128; run with --tile-size"
+    with pytest.raises(InvalidRequestError, match=tiles):
         csmask.predict(np.zeros((1, 128, 128, 6), np.float32))
     with pytest.raises(InvalidRequestError, match="level=l1c"):
         load_model("zoo:csmask-s2", {"level": "l3"}, cache_dir=asset_cache)

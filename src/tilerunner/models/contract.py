@@ -148,7 +148,7 @@ class LoadedModel:
         if given != self.input_bands:
             named = "the default 3 bands" if bands is None else f"{given} band(s) {list(bands)}"
             raise InvalidRequestError(
-                f"model {self.name!r} takes {self.input_bands} bands but the job reads {named}; "
+                f"model {self.spec!r} takes {self.input_bands} bands but the job reads {named}; "
                 f"name {self.input_bands} bands with --bands (job tiling.bands)"
             )
 

@@ -193,7 +193,7 @@ def load_csmask_model(
         files[model_role],
         files[stats_role],
         Reflectance(scale, offset),
-        name=name,
+        name=spec,  # what the user typed, for messages
         intra_op_threads=threads,
         providers=[p.strip() for p in providers.split(",")] if providers else None,
     )
