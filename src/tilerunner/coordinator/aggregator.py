@@ -24,6 +24,7 @@ from tilerunner.coordinator.results import (
 from tilerunner.imagery import GdalEnv
 from tilerunner.jobs import JobSpec, JobState
 from tilerunner.outputs import FeatureTable, writer_for
+from tilerunner.photos.results import write_photo_outputs
 from tilerunner.store import Counts, Store
 from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
 from tilerunner.xyz.results import hits_of
@@ -63,6 +64,33 @@ def aggregate_job(
         return AggregateResult(job_id, JobState(job.status), 0, [], counts, {})
     store.set_job_state(job_id, JobState.AGGREGATING)
     spec = JobSpec.model_validate(job.spec)
+    if spec.photos is not None:
+        n_features, labels, uris = write_photo_outputs(store, job_id, spec, s3_endpoint_url)
+    else:
+        n_features, labels, uris = _write_rasters(store, job_id, spec, env, s3_endpoint_url)
+    store.set_outputs(job_id, uris)
+    counts = store.counts(job_id)
+    # photos: some photo gave its results; rasters: some tile gave its features
+    some = (
+        counts.images_done if spec.photos is not None else counts.tiles_done - counts.tiles_failed
+    )
+    if counts.regions_failed == 0 and counts.images_failed == 0 and counts.tiles_failed == 0:
+        status = JobState.SUCCEEDED
+    elif some > 0:
+        status = JobState.PARTIAL
+    else:
+        status = JobState.FAILED
+    errors = store.errors(job_id)
+    error = errors[0].message if errors and status is not JobState.SUCCEEDED else None
+    store.set_job_state(job_id, status, error=error)
+    log.info("job %s %s: %d feature(s)", job_id, status.value, n_features)
+    return AggregateResult(job_id, status, n_features, uris, counts, labels)
+
+
+def _write_rasters(
+    store: Store, job_id: str, spec: JobSpec, env: GdalEnv | None, s3_endpoint_url: str | None
+) -> tuple[int, dict[str, int], list[str]]:
+    """Merge per image, store the results, write the outputs; (features, labels, uris)."""
     started = time.perf_counter()
     per_image = [
         (i, t) for i, t in merged_features(store, job_id, spec, env, finished=True) if len(t)
@@ -76,26 +104,12 @@ def aggregate_job(
         writer = writer_for(output.uri, output.format, s3_endpoint_url=s3_endpoint_url)
         writer(hits_of(table, output), output.uri, None)
         uris.append(output.uri)
-    store.set_outputs(job_id, uris)
     log.info(
         "job %s: merged %d feature(s) in %.3f s, stored them in %.3f s, wrote %d output(s) "
         "in %.3f s", job_id, len(table), merged - started, stored - merged, len(uris),
         time.perf_counter() - stored,
     )  # fmt: skip
-    counts = store.counts(job_id)
-    if counts.regions_failed == 0 and counts.images_failed == 0 and counts.tiles_failed == 0:
-        status = JobState.SUCCEEDED
-    elif counts.tiles_done > counts.tiles_failed:  # some tile gave its features
-        status = JobState.PARTIAL
-    else:
-        status = JobState.FAILED
-    errors = store.errors(job_id)
-    error = errors[0].message if errors and status is not JobState.SUCCEEDED else None
-    store.set_job_state(job_id, status, error=error)
-    log.info("job %s %s: %d feature(s)", job_id, status.value, len(table))
-    return AggregateResult(
-        job_id, status, len(table), uris, counts, dict(Counter(table.label).most_common())
-    )
+    return len(table), dict(Counter(table.label).most_common()), uris
 
 
 def process_outbox(

@@ -34,6 +34,9 @@ from tilerunner.georef import ImageGeoref
 from tilerunner.imagery import GdalEnv, expand_sources, probe, read_geo_metadata
 from tilerunner.jobs import JobSpec, JobState, RegionMessage, queue_name
 from tilerunner.outputs import check_output
+from tilerunner.photos.plan import plan_photos, stage_model
+from tilerunner.photos.results import check_photo_output
+from tilerunner.photos.sources import expand_photos
 from tilerunner.store import ImagePlan, Store
 from tilerunner.store.outbox import CLAIM_SECONDS, ClaimKeeper
 from tilerunner.store.plans import PLAN
@@ -109,8 +112,17 @@ def publish_pending(store: Store, queue_for: QueueFor, job_id: str) -> int:
     job = store.get_job(job_id)
     if job is None:
         return 0
-    queue = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
-    return sum(queue.publish(chunk) for chunk in _messages(job_id, store.pending_regions(job_id)))
+    spec = JobSpec.model_validate(job.spec)
+    by_model: dict[str, list[tuple[int, int]]] = {}
+    for image_idx, region_idx in store.pending_regions(job_id):
+        # a photo job's row (group, stage) runs on the stage's model; rasters on the one model
+        stage = region_idx if spec.photos is not None else 0
+        by_model.setdefault(stage_model(spec, stage), []).append((image_idx, region_idx))
+    return sum(
+        queue_for(queue_name(model)).publish(chunk)
+        for model, pending in by_model.items()
+        for chunk in _messages(job_id, pending)
+    )
 
 
 def accept_job(
@@ -129,7 +141,11 @@ def check_outputs(spec: JobSpec) -> None:
     """Every output of ``spec`` has a known format and a writable location (InvalidRequestError
     naming the output and what to change otherwise); called before anything is stored."""
     for index, output in enumerate(spec.outputs):
-        check_output(output.uri, output.format, label=f"outputs[{index}] {output.uri!r}")
+        label = f"outputs[{index}] {output.uri!r}"
+        if spec.photos is not None:
+            check_photo_output(output.uri, output.format, label=label)
+        else:
+            check_output(output.uri, output.format, label=label)
 
 
 def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tuple[str, bool]:
@@ -140,6 +156,8 @@ def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tu
         from tilerunner.xyz.planning import check_tiles
 
         check_tiles(spec.tiles)  # a malformed tile-list line fails now, naming the line
+    elif spec.photos is not None:
+        expand_photos(spec.source_pairs())  # a missing manifest or a bad row header fails now
     else:
         expand_sources(spec.source_pairs())  # a missing path or empty folder fails now
     job_id = job_id or f"job-{uuid.uuid4().hex[:16]}"
@@ -167,6 +185,8 @@ def plan_job(store: Store, queue_for: QueueFor, job_id: str, env: GdalEnv | None
                 from tilerunner.xyz.planning import plan_tiles
 
                 planned = plan_tiles(store, job_id, spec.tiles)
+            elif spec.photos is not None:
+                planned = plan_photos(store, job_id, spec)
             else:
                 planned = store.add_plans(job_id, plan_images(spec, env))
         except (TilerunnerError, OSError) as error:  # OSError: a folder that cannot be listed

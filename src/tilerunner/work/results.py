@@ -6,17 +6,31 @@ from dataclasses import dataclass
 
 from tilerunner.jobs.features import FeatureRows, TileFailure
 
-__all__ = ["ServedModel", "WorkResult", "WorkerReport"]
+__all__ = ["MemberOutcome", "ServedModel", "WorkResult", "WorkerReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOutcome:
+    """What became of one member of a multi-photo item: its size and location, or its error."""
+
+    image_idx: int
+    width: int = 0
+    height: int = 0
+    location: tuple[float, float] | None = None
+    error_code: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkResult:
     """The owned features of a finished work item, how many tiles it covered, and the tiles
-    that failed alone (their owned features are missing from ``rows``)."""
+    that failed alone (their owned features are missing from ``rows``); items of many photos
+    also say what became of each photo (``members``)."""
 
     rows: FeatureRows
     n_tiles: int
     tile_failures: tuple[TileFailure, ...] = ()
+    members: tuple[MemberOutcome, ...] = ()
 
     @property
     def all_failed(self) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tilerunner.broker import Lease, LeaseLostError, Queue
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, RegionMessage, RegionState, queue_name
+from tilerunner.photos.plan import complete_photo_item, describe_photo_item, fail_photo_item
 from tilerunner.store import ImageRecord, Store
 from tilerunner.work.items import Assignment, RegionItem, WorkItem
 from tilerunner.work.results import WorkerReport, WorkResult
@@ -139,6 +140,11 @@ class WorkService:
         if self.options.verify_leases:
             queue.extend(lease, self.options.lease_seconds)  # LeaseLostError: not the holder
         m = RegionMessage.decode(lease.body)
+        spec = self._job_spec(m.job_id)
+        if spec is not None and spec.photos is not None:
+            recorded = complete_photo_item(self.store, self.queue_for, m, spec, result, worker)
+            self._ack(queue, lease)
+            return recorded
         if result.all_failed and lease.attempt < self.options.max_attempts:
             first = result.tile_failures[0]
             reason = (
@@ -168,7 +174,10 @@ class WorkService:
         m = RegionMessage.decode(lease.body)
         reason = f"{code}: {message}"
         last = lease.attempt >= self.options.max_attempts and not retryable
-        if last:
+        spec = self._job_spec(m.job_id)
+        if last and spec is not None and spec.photos is not None:
+            fail_photo_item(self.store, m, spec, reason, worker)
+        elif last:
             self.store.fail_region(m.job_id, m.image_idx, m.region_idx, reason, worker)
         else:
             self.store.note_attempt_failed(m.job_id, m.image_idx, m.region_idx, reason)
@@ -207,6 +216,8 @@ class WorkService:
     # ------------------------------------------------------------ internals
     def _describe_pending(self, message: RegionMessage, spec_doc: dict[str, object]) -> WorkItem:
         spec = self._spec(message.job_id, spec_doc)
+        if spec.photos is not None:
+            return describe_photo_item(self.store, message, spec)
         image = self._image(message.job_id, message.image_idx)
         if spec.tiles is not None:
             return describe_tile_batch(self.store, message, spec, image)
@@ -229,6 +240,14 @@ class WorkService:
             )
             or None,
         )
+
+    def _job_spec(self, job_id: str) -> JobSpec | None:
+        with self._lock:
+            spec = self._specs.get(job_id)
+        if spec is None:
+            job = self.store.get_job(job_id)
+            return None if job is None else self._spec(job_id, job.spec)
+        return spec
 
     def _spec(self, job_id: str, document: dict[str, object]) -> JobSpec:
         with self._lock:

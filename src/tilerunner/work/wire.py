@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tilerunner.jobs.features import MESSAGE_LIMIT, FeatureRows, TileFailure
 from tilerunner.tiling import Window
-from tilerunner.work.items import RegionItem, TileBatchItem
-from tilerunner.work.results import ServedModel, WorkerReport
+from tilerunner.work.items import AnyItem
+from tilerunner.work.results import MemberOutcome, ServedModel, WorkerReport
 
 __all__ = [
     "CompleteBody",
@@ -24,6 +24,7 @@ __all__ = [
     "LeaseBody",
     "LeaseReply",
     "LeasedItem",
+    "MemberBody",
     "ServedModelBody",
     "TileFailureBody",
     "WindowBody",
@@ -57,7 +58,7 @@ class LeasedItem(_Body):
     model: str
     attempt: int
     expires_at: float
-    item: RegionItem | TileBatchItem = Field(discriminator="kind")
+    item: AnyItem
 
 
 class LeaseReply(_Body):
@@ -140,6 +141,33 @@ class TileFailureBody(_Body):
         return TileFailure(Window(w.col_off, w.row_off, w.width, w.height), self.code, self.message)
 
 
+class MemberBody(_Body):
+    """What became of one photo of a multi-photo item."""
+
+    image_idx: int = Field(ge=0)
+    width: int = Field(default=0, ge=0)
+    height: int = Field(default=0, ge=0)
+    location: tuple[float, float] | None = None
+    error_code: str | None = Field(default=None, pattern=_PRINTABLE, max_length=64)
+    error: str | None = Field(default=None, max_length=MESSAGE_LIMIT)
+
+    @classmethod
+    def from_outcome(cls, outcome: MemberOutcome) -> MemberBody:
+        return cls(
+            image_idx=outcome.image_idx,
+            width=outcome.width,
+            height=outcome.height,
+            location=outcome.location,
+            error_code=None if outcome.error_code is None else outcome.error_code[:64],
+            error=None if outcome.error is None else outcome.error[:MESSAGE_LIMIT],
+        )
+
+    def to_outcome(self) -> MemberOutcome:
+        return MemberOutcome(
+            self.image_idx, self.width, self.height, self.location, self.error_code, self.error
+        )
+
+
 class CompleteBody(_Body):
     features: FeaturesBody = Field(default_factory=FeaturesBody)
     n_tiles: int = Field(ge=0, le=2**31)
@@ -156,8 +184,15 @@ class CompleteBody(_Body):
             raise ValueError("more tile_failures than n_tiles")
         return self
 
+    members: list[MemberBody] = Field(
+        default_factory=list, max_length=1024, description="Photos of a multi-photo item."
+    )
+
     def failures(self) -> tuple[TileFailure, ...]:
         return tuple(f.to_failure() for f in self.tile_failures)
+
+    def outcomes(self) -> tuple[MemberOutcome, ...]:
+        return tuple(m.to_outcome() for m in self.members)
 
 
 class CompleteReply(_Body):

@@ -34,6 +34,8 @@ from tilerunner.errors import (
 )
 from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
+from tilerunner.photos.items import CropItem, PhotoGroupItem
+from tilerunner.photos.worker import PhotoItems
 from tilerunner.pipeline import STRIP_BYTES, RegionResult, RegionWork, TilePipeline
 from tilerunner.pipeline.work import PixelReader
 from tilerunner.work import (
@@ -92,6 +94,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._readers = ReaderCache(env)
         self._tile_readers = TileReaders(options.fetch)
+        self._photos = PhotoItems(env)
         self._held: dict[str, Assignment] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -177,6 +180,16 @@ class Worker:
 
     def _start(self, assignment: Assignment) -> None:
         item = assignment.item
+        if isinstance(item, PhotoGroupItem | CropItem):  # its photos or crops as members
+            with self._lock:
+                known = item.id in self._held
+                self._held[item.id] = assignment
+            if not known:
+                model = self.models[assignment.model]
+                self._photos.submit(
+                    item, assignment.model, model, self._pipelines[assignment.model]
+                )
+            return
         model = self.models[assignment.model]
         reader: PixelReader
         try:
@@ -211,33 +224,42 @@ class Worker:
     # -------------------------------------------------------------- results
     def _commit_loop(self) -> None:
         while (result := self._results.get()) is not None:
+            if isinstance(result.key, tuple):  # one member of a photo item
+                gathered = self._photos.collect(result)
+                if gathered is None:
+                    continue
+                key, work = gathered
+            else:
+                key, work = (
+                    str(result.key),
+                    WorkResult(result.rows, result.n_tiles, result.tile_failures),
+                )
             with self._lock:
-                assignment = self._held.pop(str(result.key), None)
+                assignment = self._held.pop(key, None)
             if assignment is None:
-                log.warning("result for %s arrived without a held lease; ignored", result.key)
+                log.warning("result for %s arrived without a held lease; ignored", key)
+                continue
+            if isinstance(work, TilerunnerError):
+                self._report_failure(assignment, work)
                 continue
             try:
-                recorded = self.source.complete(
-                    assignment,
-                    WorkResult(result.rows, result.n_tiles, result.tile_failures),
-                    self.id,
-                )
+                recorded = self.source.complete(assignment, work, self.id)
             except LeaseLostError:
-                log.info("lease of %s was lost; its redelivery does the work", result.key)
+                log.info("lease of %s was lost; its redelivery does the work", key)
                 continue
             except (InvalidRequestError, *_TRANSIENT) as error:
                 # not released: the lease expires and the item is redelivered
-                log.warning("%s not recorded (%s); it will be redelivered", result.key, error)
+                log.warning("%s not recorded (%s); it will be redelivered", key, error)
                 continue
             finally:
                 self._wake.set()  # room for the next item; with ``until``, maybe the end
             if recorded:
                 with self._lock:
-                    self._tiles_done += result.n_tiles - len(result.tile_failures)
+                    self._tiles_done += work.n_tiles - len(work.tile_failures)
                     self._regions_done += 1
             else:  # a duplicate delivery, or every tile failed and the item is tried again
-                failures = len(result.tile_failures)
-                log.info("%s was not recorded (%d tile failure(s))", result.key, failures)
+                failures = len(work.tile_failures)
+                log.info("%s was not recorded (%d tile failure(s))", key, failures)
 
     def _report_failure(self, assignment: Assignment, error: TilerunnerError) -> None:
         try:

@@ -1,0 +1,163 @@
+"""Results of a photo job, grouped per photo: JSON Lines, CSV and GeoJSON.
+
+Raster outputs are one feature per detection; a photo collection is read photo by photo (an
+event's camera-trap frames, a street photo's people), so each photo is one record: its id,
+event and location, and its detections, each with what every later stage said about its crop
+(``stages``, nested as deep as the pipeline goes). Every detection and stage result names the
+model and version that produced it. GeoJSON holds the photos that have a location (the
+manifest's lon/lat, else the photo's EXIF GPS) as points.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from tilerunner.errors import InvalidRequestError
+from tilerunner.jobs import JobSpec
+from tilerunner.outputs import check_writable, write_output
+from tilerunner.store import Store
+
+__all__ = ["PHOTO_FORMATS", "check_photo_output", "photo_records", "write_photo_outputs"]
+
+_Write = Callable[[list[dict[str, Any]], str], None]
+PHOTO_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".geojson": "geojson"}
+
+
+def check_photo_output(uri: str, fmt: str | None = None, *, label: str | None = None) -> str:
+    """The format of a photo job's output; InvalidRequestError saying what to change."""
+    label = label or f"output {uri!r}"
+    check_writable(uri)
+    if fmt is not None:
+        if fmt not in PHOTO_FORMATS.values():
+            raise InvalidRequestError(
+                f"{label}: photo results are written as jsonl, csv or geojson, not {fmt!r}"
+            )
+        return fmt
+    ext = os.path.splitext(urlsplit(uri).path)[1].lower()
+    if ext not in PHOTO_FORMATS:
+        raise InvalidRequestError(
+            f"{label}: photo results are written per photo; end the name in .jsonl, .csv "
+            "or .geojson"
+        )
+    return PHOTO_FORMATS[ext]
+
+
+def photo_records(store: Store, job_id: str) -> list[dict[str, Any]]:
+    """One record per photo, in job order, with its detections and their later stages."""
+    photos, rows = store.photo_rows(job_id)
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        extra = dict(row["extra"] or {})
+        node: dict[str, Any] = {
+            "stage": extra.get("stage", 0),
+            "task": extra.get("task", "detect"),
+            "model": extra.get("model"),
+            "model_version": extra.get("model_version"),
+            "label": row["label"],
+            "class_id": row["class_id"],
+            "score": round(float(row["score"]), 6),
+        }
+        if node["task"] == "detect":
+            node["box"] = [round(float(row[c]), 2) for c in ("x0", "y0", "x1", "y1")]
+        if "top" in extra:
+            node["top"] = extra["top"]
+        node["_key"], node["_image"] = extra.get("key"), row["image_idx"]
+        children.setdefault(extra.get("parent"), []).append(node)
+
+    def tree(node: dict[str, Any]) -> dict[str, Any]:
+        below = [tree(n) for n in children.get(node.pop("_key"), [])]
+        node.pop("_image")
+        return {**node, "stages": below} if below else node
+
+    per_photo: dict[int, list[dict[str, Any]]] = {}
+    for node in children.get(None, []):
+        per_photo.setdefault(node["_image"], []).append(tree(node))
+    out = []
+    for photo in photos:
+        meta = photo["meta"] or {}
+        lon, lat = meta.get("lon"), meta.get("lat")
+        out.append(
+            {
+                "id": photo["source_id"],
+                "url": photo["url"],
+                "event": meta.get("event"),
+                "width": photo["width"],
+                "height": photo["height"],
+                "location": None if lon is None or lat is None else [lon, lat],
+                "status": photo["state"],
+                "error": photo["error"],
+                "detections": per_photo.get(photo["idx"], []),
+            }
+        )
+    return out
+
+
+def write_photo_outputs(
+    store: Store, job_id: str, spec: JobSpec, s3_endpoint_url: str | None = None
+) -> tuple[int, dict[str, int], list[str]]:
+    """Write every output of a photo job; (detections, labels counted, uris written)."""
+    records = photo_records(store, job_id)
+    writers = {"jsonl": _jsonl, "csv": _csv, "geojson": _geojson}
+    uris = []
+    for output in spec.outputs:
+        write = writers[check_photo_output(output.uri, output.format)]
+
+        def produce(path: str, write: _Write = write) -> None:
+            write(records, path)
+
+        write_output(output.uri, produce, s3_endpoint_url)
+        uris.append(output.uri)
+    labels = Counter(d["label"] for r in records for d in r["detections"])
+    return sum(len(r["detections"]) for r in records), dict(labels.most_common()), uris
+
+
+def _jsonl(records: list[dict[str, Any]], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def _csv(records: list[dict[str, Any]], path: str) -> None:
+    """One row per detection (a photo without any: one row with empty detection columns);
+    each later stage adds ``<model>_label`` and ``<model>_score`` columns."""
+    later: list[str] = []
+    for record in records:
+        for detection in record["detections"]:
+            for sub in detection.get("stages", []):
+                if sub["model"] not in later:
+                    later.append(sub["model"])
+    head = ["photo", "event", "lon", "lat", "status", "error", "model", "label", "score",
+            "x0", "y0", "x1", "y1"]  # fmt: skip
+    head += [f"{m}_{c}" for m in later for c in ("label", "score")]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(head)
+        for record in records:
+            lon, lat = record["location"] or (None, None)
+            base = [record["id"], record["event"], lon, lat, record["status"], record["error"]]
+            if not record["detections"]:
+                writer.writerow(base + [None] * (len(head) - len(base)))
+            for d in record["detections"]:
+                by_model = {s["model"]: s for s in d.get("stages", [])}
+                stage_cols = [by_model.get(m, {}).get(c) for m in later for c in ("label", "score")]
+                writer.writerow([*base, d["model"], d["label"], d["score"], *d["box"], *stage_cols])
+
+
+def _geojson(records: list[dict[str, Any]], path: str) -> None:
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": r["location"]},
+            "properties": {k: v for k, v in r.items() if k != "location"},
+        }
+        for r in records
+        if r["location"] is not None
+    ]
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"type": "FeatureCollection", "features": features}, handle)

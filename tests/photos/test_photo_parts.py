@@ -1,0 +1,221 @@
+"""The parts of photo jobs that need no worker: sources, stage rules, fitting, the store's
+exactly-once stage completion (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tr_pg import pg_schema_url
+
+from tilerunner.errors import InvalidRequestError, SourceError
+from tilerunner.jobs import parse_job
+from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.states import ImageState, JobState
+from tilerunner.photos.pixels import crop_box, fit
+from tilerunner.photos.sources import expand_photos
+from tilerunner.store import Store, open_store
+from tilerunner.store.outbox import AGGREGATE
+from tilerunner.store.photos import PhotoPlan
+from tilerunner.tiling import Window
+from tilerunner.work.results import MemberOutcome
+
+
+def _touch(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def test_folder_glob_urls_and_manifests_resolve_in_order(tmp_path: Path) -> None:
+    _touch(tmp_path, "b.jpg", "a.png", "notes.txt")
+    (tmp_path / "m.csv").write_text("id,url,event,lon,lat\nx,a.png,e1,1.5,2.5\ny,,e2,,\n")
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"url": "https://example.com/c.jpg", "group": 7}) + "\n\n"
+    )
+    photos = expand_photos(
+        [
+            str(tmp_path),
+            str(tmp_path / "m.csv"),
+            "https://example.com/d.jpg",
+            str(tmp_path / "m.jsonl"),
+        ]
+    )
+    assert [p.id for p in photos] == [
+        str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "x", "y",
+        "https://example.com/d.jpg", "https://example.com/c.jpg",
+    ]  # fmt: skip
+    x, y = photos[2:4]
+    assert (x.url, x.event, x.lon, x.lat, x.error) == (
+        str(tmp_path / "a.png"),
+        "e1",
+        1.5,
+        2.5,
+        None,
+    )
+    assert y.error is not None and "m.csv:3: the row has no url" in y.error
+    assert photos[-1].event == "7"
+    assert [p.id for p in expand_photos([str(tmp_path / "*.jpg")])] == [str(tmp_path / "b.jpg")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,path\na,a.png\n", "no url column"),
+        ("id,url\n", "lists no photos"),
+        ("id,url\na,a.png\na,b.png\n", "appears more than once"),
+    ],
+)
+def test_a_bad_manifest_is_refused_before_anything_runs(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(SourceError, match=message):
+        expand_photos([str(tmp_path / "m.csv")])
+
+
+def _doc(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "sources": ["a.jpg"],
+        "photos": {},
+        "pipeline": [
+            {"task": "detect", "model": "det"},
+            {"task": "classify", "model": "cls", "crops_of": 0, "min_score": 0.5},
+        ],
+    }
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"photos": None}, "more than one stage run on photo collections"),
+        ({"pipeline": [{"task": "detect", "model": "d"}, {"task": "classify", "model": "c"}]},
+         "needs crops_of"),
+        ({"pipeline": [{"task": "detect", "model": "d"},
+                       {"task": "classify", "model": "c", "crops_of": 1}]}, "earlier stage"),
+        ({"pipeline": [{"task": "classify", "model": "d"},
+                       {"task": "classify", "model": "c", "crops_of": 0}]}, "from a detect stage"),
+        ({"pipeline": [{"task": "detect", "model": "d", "crops_of": 0}]}, "remove its crops_of"),
+    ],
+)  # fmt: skip
+def test_stage_chains_are_checked_when_the_document_is_parsed(
+    changes: dict[str, object], message: str
+) -> None:
+    document = _doc(**changes)
+    if document["photos"] is None:
+        del document["photos"]
+    with pytest.raises(InvalidRequestError, match=message):
+        parse_job(document)
+
+
+def test_a_three_stage_chain_parses() -> None:
+    spec = parse_job(
+        _doc(
+            pipeline=[
+                {"task": "detect", "model": "det"},
+                {"task": "detect", "model": "faces", "crops_of": 0, "crop_padding": 0.2},
+                {"task": "classify", "model": "cls", "crops_of": 1, "min_score": 0.4},
+            ]
+        )
+    )
+    assert [s.crops_of for s in spec.pipeline] == [None, 0, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.integers(1, 900),
+    height=st.integers(1, 900),
+    size=st.sampled_from([32, 224, 416]),
+    mode=st.sampled_from(["letterbox", "resize"]),
+    corners=st.tuples(*[st.floats(0, 1)] * 4),
+)
+def test_boxes_map_back_to_photo_pixels_exactly(
+    width: int, height: int, size: int, mode: str, corners: tuple[float, ...]
+) -> None:
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    fitted, how = fit(pixels, size, mode)  # type: ignore[arg-type]
+    assert fitted.shape == (size, size, 3)
+    if mode == "letterbox":  # the aspect ratio is kept (to the rounding of a pixel)
+        assert abs(how.scale_x - how.scale_y) <= 1 / min(width, height) + 1e-9
+    a, b, c, d = corners
+    box = np.array([[min(a, c) * width, min(b, d) * height, max(a, c) * width, max(b, d) * height]])
+    in_model = box.copy()
+    in_model[:, [0, 2]] = box[:, [0, 2]] * how.scale_x + how.pad_x
+    in_model[:, [1, 3]] = box[:, [1, 3]] * how.scale_y + how.pad_y
+    assert np.allclose(how.to_source(in_model, width, height), box, atol=1e-6)
+
+
+def test_a_padded_crop_stays_inside_the_photo() -> None:
+    assert crop_box((10, 20, 30, 60), 0.5, 100, 100) == Window(0, 0, 40, 80)
+    assert crop_box((40, 40, 50, 60), 0.5, 100, 100) == Window(35, 30, 20, 40)
+    window = crop_box((90.5, 95.0, 100.0, 100.0), 0.25, 100, 100)
+    assert window.col_end <= 100 and window.row_end <= 100 and window.width >= 1
+
+
+# ------------------------------------------------------------------ store
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+        yield opened
+        opened.engine.dispose()
+        return
+    with pg_schema_url() as url:
+        opened = open_store(url)
+        yield opened
+        opened.engine.dispose()
+
+
+def _detections(images: list[int], scores: list[float], stage: int = 0) -> FeatureRows:
+    n = len(scores)
+    return FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (n, 1)),
+        scores=np.asarray(scores),
+        class_ids=np.zeros(n, dtype=np.int64),
+        labels=["square"] * n,
+        extra=[{"image": i, "key": f"{stage}.{i}.{k}"} for k, i in enumerate(images)],
+    )
+
+
+def test_a_stage_is_recorded_once_and_enqueues_its_consumers_once(store: Store) -> None:
+    store.accept_job("j", None, _doc(sources=["x"]))
+    plans = [PhotoPlan(i, f"p{i}", f"/p{i}.png", {"event": "e"}) for i in range(3)]
+    plans.append(PhotoPlan(3, "nourl", "", {}, error="no url"))
+    assert store.add_photo_plans("j", plans, group_size=2)
+    assert store.pending_regions("j") == [(0, 0), (2, 0)]
+    rows = _detections([0, 0, 1], [0.9, 0.2, 0.7])
+    members = [MemberOutcome(0, 40, 30), MemberOutcome(1, error_code="source_error", error="bad")]
+    kwargs = {"group_size": 2, "consumers": [(1, 0.5)]}
+    first = store.complete_photo_stage("j", 0, 0, rows, members, **kwargs)  # type: ignore[arg-type]
+    again = store.complete_photo_stage("j", 0, 0, rows, members, **kwargs)  # type: ignore[arg-type]
+    assert (first.recorded, first.new_stages) == (True, (1,))
+    assert (again.recorded, again.new_stages) == (False, ())
+    assert store.pending_regions("j") == [(0, 1), (2, 0)]
+    crops = store.stage_features("j", 0, 2, 0, 0.5)
+    assert [(k, i) for k, i, _, _ in crops] == [("0.0.0", 0), ("0.1.2", 1)]
+    assert [i.state for i in store.images("j")] == [
+        ImageState.PENDING, ImageState.FAILED, ImageState.PENDING, ImageState.FAILED,
+    ]  # fmt: skip
+    counts = store.counts("j")
+    assert (counts.regions_total, counts.tiles_total) == (3, 3 + 2)
+    assert store.complete_photo_stage("j", 2, 0, _detections([], []), [MemberOutcome(2, 5, 5)],
+                                      **kwargs).new_stages == ()  # type: ignore[arg-type]  # fmt: skip
+    assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE) is None  # 0 waits for crops
+    stage2 = FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (2, 1)), scores=np.array([0.8, 0.6]),
+        class_ids=np.array([1, 0]), labels=["b", "a"],
+        extra=[{"image": 0, "key": "1.0.0.0", "parent": "0.0.0"},
+               {"image": 1, "key": "1.0.1.2", "parent": "0.1.2"}],
+    )  # fmt: skip
+    assert store.complete_photo_stage("j", 0, 1, stage2, [], group_size=2, consumers=[]).recorded
+    assert store.image("j", 0).state is ImageState.DONE
+    assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE)  # every photo closed
+    assert store.get_job("j").status is JobState.RUNNING  # type: ignore[union-attr]
+    photos, features = store.photo_rows("j")
+    assert [p["meta"]["event"] for p in photos[:3]] == ["e", "e", "e"]
+    assert sorted(f["region_idx"] for f in features) == [0, 0, 0, 1, 1]
