@@ -56,7 +56,7 @@ def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
     cluster: tuple[ApiServer, list[subprocess.Popen[bytes]]],
 ) -> None:
     api, workers = cluster
-    truth = make_photos(api.workdir, 12, seed=5)
+    truth = make_photos(api.workdir, 10, seed=5)
     user = api.client(create_key(api.store_url, api.workdir, "submit", "read"))
     worker_key = create_key(api.store_url, api.workdir, "worker")
     document = {
@@ -72,7 +72,7 @@ def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
     assert job.status_code == 202, job.text
     job_id = job.json()["id"]
     detect = ["--api", api.url, "--token", worker_key, "--model", "det=tr_photos:ShadeDetector"]
-    slow = ["--model-param", "seconds_per_tile=0.4"]
+    slow = ["--model-param", "seconds_per_tile=0.3"]
     workers += [_worker(api, *detect, *slow) for _ in range(2)]
     victim = workers[0]
 

@@ -48,7 +48,7 @@ def _collection(tmp_path: Path, group_size: int) -> tuple[Path, list]:
 
 @pytest.mark.parametrize(
     ("batch_size", "workers", "group_size", "classifier"),
-    [(1, 1, 2, "plugin"), (5, 2, 4, "plugin"), (3, 1, 16, "onnx")],
+    [(1, 1, 2, "onnx"), (5, 2, 4, "plugin")],
 )
 def test_two_stage_photo_job_runs_embedded(
     tmp_path: Path, batch_size: int, workers: int, group_size: int, classifier: str

@@ -46,7 +46,7 @@ def demo(ctx: click.Context, out_dir: Path, workers: int, quiet: bool) -> None:
     ctx.invoke(
         run,
         sources=(str(scene),),
-        model_spec="zoo:yolov3-tiny-coco",
+        model_args=("zoo:yolov3-tiny-coco",),
         outputs=(str(out_dir / "detections.geojson"),),
         tile_size=512,
         overlap=192,

@@ -36,7 +36,13 @@ from tilerunner.imagery import BandSpec, GdalEnv
 from tilerunner.models import LoadedModel
 from tilerunner.photos.items import CropItem, PhotoGroupItem
 from tilerunner.photos.worker import PhotoItems
-from tilerunner.pipeline import STRIP_BYTES, RegionResult, RegionWork, TilePipeline
+from tilerunner.pipeline import (
+    STRIP_BYTES,
+    PipelineStats,
+    RegionResult,
+    RegionWork,
+    TilePipeline,
+)
 from tilerunner.pipeline.work import PixelReader
 from tilerunner.work import (
     Assignment,
@@ -123,6 +129,10 @@ class Worker:
         """Stop leasing; items already leased are finished and recorded."""
         self._stop.set()
         self._wake.set()
+
+    def pipeline_stats(self) -> dict[str, PipelineStats]:
+        """Each served model's pipeline counters (batches, tiles inferred, read and model time)."""
+        return {name: pipeline.stats for name, pipeline in self._pipelines.items()}
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Lease and process items until stopped, or until ``until()`` is true while idle."""
