@@ -155,6 +155,8 @@ def test_a_padded_crop_stays_inside_the_photo() -> None:
     assert crop_box((40, 40, 50, 60), 0.5, 100, 100) == Window(35, 30, 20, 40)
     window = crop_box((90.5, 95.0, 100.0, 100.0), 0.25, 100, 100)
     assert window.col_end <= 100 and window.row_end <= 100 and window.width >= 1
+    assert crop_box((100.0, 40.0, 100.0, 100.0), 0.0, 100, 100) == Window(99, 40, 1, 60)
+    assert crop_box((3.0, 100.0, 3.0, 100.0), 0.5, 100, 100) == Window(3, 99, 1, 1)
 
 
 # ------------------------------------------------------------------ store

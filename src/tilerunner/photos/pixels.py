@@ -68,8 +68,9 @@ def crop_box(
     """The pixel window of a detection widened by ``padding`` x its size, inside the photo."""
     x0, y0, x1, y1 = box
     pad_w, pad_h = (x1 - x0) * padding, (y1 - y0) * padding
-    col0 = max(0, int(np.floor(x0 - pad_w)))
-    row0 = max(0, int(np.floor(y0 - pad_h)))
+    # at least one pixel of the photo, also for a box that is a line on its edge
+    col0 = min(width - 1, max(0, int(np.floor(x0 - pad_w))))
+    row0 = min(height - 1, max(0, int(np.floor(y0 - pad_h))))
     col1 = min(width, max(col0 + 1, int(np.ceil(x1 + pad_w))))
     row1 = min(height, max(row0 + 1, int(np.ceil(y1 + pad_h))))
     return Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))
