@@ -203,8 +203,13 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         models = job_models(sources, model_args)
     else:
         models = {_MODEL_NAME: single_model(model_args, outputs)}
-    tiles = tile_job_section(sources, tiles_file, bbox, zoom, url_template, subdomains,
-                             tiles_per_item, context)  # fmt: skip  # a bad line fails here
+    tiles = (
+        None
+        if job_path is not None
+        else tile_job_section(
+            sources, tiles_file, bbox, zoom, url_template, subdomains, tiles_per_item, context
+        )
+    )  # a bad line fails here; a job document has its own sources or tiles
     chosen = check_thresholds(thresholds)
     params = parse_params(model_params)
     state_path = state_path.resolve()
