@@ -51,6 +51,13 @@ class FeatureCount(_Out):
     found: int = Field(description="Features recorded by finished regions (before merging).")
 
 
+class ClassStatistic(_Out):
+    class_id: int
+    label: str
+    pixels: int = Field(description="Valid pixels of this class in the output raster.")
+    area: float | None = Field(description="Their area in the CRS's units squared; null: no CRS.")
+
+
 class JobCounts(_Out):
     images: CountRow
     regions: CountRow
@@ -104,6 +111,9 @@ class Job(_Out):
     errors: list[JobErrorItem]
     outputs: list[str]
     error: str | None
+    statistics: list[ClassStatistic] | None = Field(
+        default=None, description="Segment jobs: pixels and area per class (finished regions)."
+    )
     spec: dict[str, Any] = Field(description="The job document, callback secret and token blanked.")
 
 

@@ -88,9 +88,15 @@ def print_summary(store: Store, job_id: str, result: AggregateResult, seconds: f
         "regions", f"{c.regions_done} done, {c.regions_failed} failed of {c.regions_total}"
     )
     table.add_row("tiles", f"{c.tiles_done:,} of {c.tiles_total:,}")
-    table.add_row("features", f"{result.features:,}")
-    for label, n in result.labels.items():
-        table.add_row(f"  {label}", f"{n:,}")
+    if result.statistics:
+        table.add_row("pixels per class", "")
+        for s in result.statistics:
+            area = "" if s.area is None else f" ({s.area:,.1f} CRS units²)"
+            table.add_row(f"  {s.label}", f"{s.pixels:,}{area}")
+    else:
+        table.add_row("features", f"{result.features:,}")
+        for label, n in result.labels.items():
+            table.add_row(f"  {label}", f"{n:,}")
     table.add_row("seconds", f"{seconds:,.1f}")
     table.add_row("tiles/s", f"{c.tiles_done / seconds:,.1f}" if seconds > 0 else "-")
     for uri in result.outputs:

@@ -21,6 +21,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
+from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
 from tilerunner.cli.tile_options import (
     check_threshold_classes,
     check_thresholds,
@@ -48,18 +49,23 @@ _POLL = 0.25
 
 
 def _job_document(
-    sources: tuple[str, ...], task: str, outputs: tuple[str, ...], options: dict[str, Any]
+    sources: tuple[str, ...],
+    task: str,
+    outputs: list[str],
+    options: dict[str, Any],
+    segment: dict[str, object] | None = None,
 ) -> JobSpec:
     from tilerunner.jobs import parse_job
     from tilerunner.xyz.results import map_output
 
     tiles = options.get("tiles")
     thresholds = options.get("thresholds") or []
+    stage = {"task": task, "model": _MODEL_NAME, "params": options["params"]}
     return parse_job(
         {
             "name": options["name"],
             **({"tiles": tiles} if tiles else {"sources": list(sources)}),
-            "pipeline": [{"task": task, "model": _MODEL_NAME, "params": options["params"]}],
+            "pipeline": [{**stage, **({"segment": segment} if segment else {})}],
             "tiling": {
                 "tile_size": options["tile_size"],
                 "overlap": options["overlap"],
@@ -182,6 +188,25 @@ def _parse_bands(value: str | None) -> list[int] | None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @tile_options
+@click.option(
+    "--blend",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "linear", "cosine"]),
+    help="Segmentation: average probabilities where tiles overlap.",
+)
+@click.option(
+    "--probabilities", is_flag=True, help="Segmentation: also write NAME.probabilities.tif."
+)
+@click.option(
+    "--probability-type",
+    default="uint8",
+    show_default=True,
+    type=click.Choice(["uint8", "float32"]),
+    help="uint8: probability x 254 (255 nodata); float32: as is (NaN nodata).",
+)
+@click.option("--vectorize", default=None, help="Segmentation: also write polygons per class.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing raster output.")
 @click.pass_obj
 @handle_errors
 def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...],
@@ -192,7 +217,8 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         state_path: Path, preview: Path | None, quiet: bool,
         tiles_file: Path | None, bbox: str | None, zoom: int | None, url_template: str | None,
         subdomains: str, tiles_per_item: int, context: int,
-        thresholds: tuple[str, ...]) -> None:  # fmt: skip
+        thresholds: tuple[str, ...], blend: str, probabilities: bool, probability_type: str,
+        vectorize: str | None, overwrite: bool) -> None:  # fmt: skip
     """Run a model over SOURCES (files, folders, globs, http(s)://, s3:// URLs) on this machine.
 
     With --job, run a job document instead (a photo collection with a pipeline of stages, for
@@ -232,7 +258,11 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
             "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
             "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
             "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
-            "tiles": tiles,
+            "tiles": tiles, "segment_flags": {
+                "blend": blend, "probabilities": probabilities,
+                "probability_type": probability_type, "vectorize": vectorize,
+                "overwrite": overwrite,
+            },
         })  # fmt: skip
     finally:
         pool.stop()
@@ -265,7 +295,8 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     if job_path is not None:  # outputs, models and their tasks checked before any work
         spec = job_from_file(settings, models, job_path, outputs, params)
         model_spec = " ".join(f"{n}={s}" for n, s in sorted(models.items()))
-    for uri in outputs if job_path is None else ():  # before the model is loaded
+    rasters, feature_outputs = split_outputs(outputs) if job_path is None else ([], [])
+    for uri in feature_outputs:  # before the model is loaded
         check_output(uri, label=f"-o {uri}")
     from tilerunner.cli.progress import print_summary
     from tilerunner.coordinator import aggregate_job, process_outbox, submit_job
@@ -275,21 +306,29 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     from tilerunner.photos.sources import expand_photos
     from tilerunner.store import open_store
 
+    segment = None
+    images = []
     if job_path is None:
         model_spec = models[_MODEL_NAME]
         model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
         check_threshold_classes(thresholds, model.classes)
-        spec = _job_document(sources, model.task, outputs, {**options, "thresholds": thresholds})
+        flags = options.pop("segment_flags")
+        assert isinstance(flags, dict)
+        segment = segment_stage(model, rasters, feature_outputs, flags)
+        spec = _job_document(
+            sources, model.task, [] if segment else feature_outputs,
+            {**options, "thresholds": thresholds}, segment,
+        )  # fmt: skip
         model.check_bands(spec.tiling.bands)
-        if model.task == "segment":
-            raise InvalidRequestError(
-                f"model {model_spec!r} is a segmentation model; segmentation outputs are not "
-                "supported in this version (use a detect or classify model)"
-            )
     if spec.photos is not None:  # a missing source stores nothing: checked first
         expand_photos(spec.source_pairs())
     elif spec.tiles is None:
-        expand_sources(spec.source_pairs())
+        images = expand_sources(spec.source_pairs())
+    if segment:
+        check_segment_run(
+            model, segment, [i.url for i in images], spec.tiling.tile_size, spec.tiling.bands,
+            settings,
+        )  # fmt: skip
     log.debug("run: opening the state %s", state_path)
     store = open_store(url)
     queue_for = queue_factory(url, settings)
@@ -299,6 +338,11 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     )
     log.debug("run: job %s planned", job_id)
     if not created:
+        if segment and _finished(store, job_id):
+            raise InvalidRequestError(
+                f"this run finished before (job {job_id} in {state_path}) and its parts are "
+                "gone; pass another --state to run it again"
+            )
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
     _process(store, queue_for, job_id, pool, state_path, quiet)
     log.debug("run: every region finished; aggregating")
@@ -316,6 +360,13 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     errors = store.errors(job_id)
     first = errors[0].message if errors else "no region finished"
     return f"error: job {result.status.value}: {len(errors)} error(s); first: {first}"
+
+
+def _finished(store: Store, job_id: str) -> bool:
+    from tilerunner.jobs import JOB_TERMINAL, JobState
+
+    job = store.get_job(job_id)
+    return job is not None and JobState(job.status) in JOB_TERMINAL
 
 
 def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool, state_path: Path,

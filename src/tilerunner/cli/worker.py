@@ -152,6 +152,7 @@ def worker(
         read_retries=settings.read_retries,
         strip_bytes=settings.read_strip_mb * 2**20,
         fetch=settings.fetch_options(),
+        s3_endpoint_url=settings.s3_endpoint_url,
     )
     runner = Worker(source, models, options, env=settings.gdal_env())
 

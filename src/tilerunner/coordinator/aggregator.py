@@ -21,6 +21,7 @@ from tilerunner.coordinator.results import (
     merged_features,
     table_results,
 )
+from tilerunner.coordinator.segment import ClassStatistics, aggregate_segment
 from tilerunner.imagery import GdalEnv
 from tilerunner.jobs import JobSpec, JobState
 from tilerunner.outputs import FeatureTable, writer_for
@@ -48,6 +49,9 @@ class AggregateResult:
     outputs: list[str]
     counts: Counts
     labels: dict[str, int]
+    """Features per label; for a segment job, pixels per class."""
+    statistics: tuple[ClassStatistics, ...] = ()
+    """Segment jobs: pixels and area per class."""
 
 
 def aggregate_job(
@@ -64,8 +68,12 @@ def aggregate_job(
         return AggregateResult(job_id, JobState(job.status), 0, [], counts, {})
     store.set_job_state(job_id, JobState.AGGREGATING)
     spec = JobSpec.model_validate(job.spec)
+    statistics: list[ClassStatistics] = []
     if spec.photos is not None:
         n_features, labels, uris = write_photo_outputs(store, job_id, spec, s3_endpoint_url)
+    elif spec.pipeline[0].segment is not None:
+        uris, statistics = aggregate_segment(store, job_id, spec, env, s3_endpoint_url)
+        n_features, labels = 0, {s.label: s.pixels for s in statistics}
     else:
         n_features, labels, uris = _write_rasters(store, job_id, spec, env, s3_endpoint_url)
     store.set_outputs(job_id, uris)
@@ -84,7 +92,7 @@ def aggregate_job(
     error = errors[0].message if errors and status is not JobState.SUCCEEDED else None
     store.set_job_state(job_id, status, error=error)
     log.info("job %s %s: %d feature(s)", job_id, status.value, n_features)
-    return AggregateResult(job_id, status, n_features, uris, counts, labels)
+    return AggregateResult(job_id, status, n_features, uris, counts, labels, tuple(statistics))
 
 
 def _write_rasters(

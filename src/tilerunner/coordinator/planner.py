@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from tilerunner.broker import Message, Queue
 from tilerunner.errors import (
+    InvalidRequestError,
     QueueError,
     RetryableError,
     SourceError,
@@ -33,7 +34,7 @@ from tilerunner.errors import (
 from tilerunner.georef import ImageGeoref
 from tilerunner.imagery import GdalEnv, expand_sources, probe, read_geo_metadata
 from tilerunner.jobs import JobSpec, JobState, RegionMessage, queue_name
-from tilerunner.outputs import check_output
+from tilerunner.outputs import check_output, check_writable
 from tilerunner.photos.plan import plan_photos, stage_model
 from tilerunner.photos.results import check_photo_output
 from tilerunner.photos.sources import expand_photos
@@ -146,6 +147,13 @@ def check_outputs(spec: JobSpec) -> None:
             check_photo_output(output.uri, output.format, label=label)
         else:
             check_output(output.uri, output.format, label=label)
+    segment = spec.pipeline[0].segment
+    if segment is not None:
+        check_writable(segment.output)
+        if segment.vectorize is not None:
+            label = f"pipeline[0].segment.vectorize {segment.vectorize!r}"
+            if check_output(segment.vectorize, label=label) not in ("geojson", "geoparquet"):
+                raise InvalidRequestError(f"{label}: polygons go to a .parquet or .geojson file")
 
 
 def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tuple[str, bool]:
@@ -159,7 +167,12 @@ def _accept(store: Store, spec: JobSpec, project: str, job_id: str | None) -> tu
     elif spec.photos is not None:
         expand_photos(spec.source_pairs())  # a missing manifest or a bad row header fails now
     else:
-        expand_sources(spec.source_pairs())  # a missing path or empty folder fails now
+        images = expand_sources(spec.source_pairs())  # a missing path or empty folder fails now
+        if spec.pipeline[0].segment is not None and len(images) != 1:
+            raise InvalidRequestError(
+                f"a segment job writes one raster on one image's grid; its sources name "
+                f"{len(images)} images: submit one job per image"
+            )
     job_id = job_id or f"job-{uuid.uuid4().hex[:16]}"
     created = store.accept_job(job_id, spec.name, spec.model_dump(mode="json"), project=project)
     if created:

@@ -34,6 +34,18 @@ def eta_seconds(job: JobRecord, c: Counts, now: float) -> float | None:
     return max(0.0, c.tiles_total - c.tiles_done) / rate
 
 
+def _statistics(store: Store, job_id: str, spec: dict[str, Any]) -> list[dict[str, object]] | None:
+    """Pixels and area per class of a segment job, summed over its finished regions."""
+    if JobSpec.model_validate(spec).pipeline[0].segment is None:
+        return None
+    from tilerunner.coordinator.segment import class_statistics
+
+    return [
+        s.as_dict() for image in store.images(job_id)
+        for s in class_statistics(store.features(job_id, image.idx))
+    ]  # fmt: skip
+
+
 def job_view(store: Store, job_id: str, now: float | None = None) -> dict[str, Any] | None:
     """Status, a timestamp per transition, counts, progress, ETA, typed errors and outputs."""
     job = store.get_job(job_id)
@@ -65,5 +77,6 @@ def job_view(store: Store, job_id: str, now: float | None = None) -> dict[str, A
         "errors": [asdict(e) for e in store.errors(job_id)],
         "outputs": job.outputs or [],
         "error": job.error,
+        "statistics": _statistics(store, job_id, job.spec),
         "spec": JobSpec.model_validate(job.spec).public_dump(),
     }

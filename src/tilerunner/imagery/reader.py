@@ -328,6 +328,22 @@ class RasterReader:
         target[...] = values
         return out
 
+    def invalid_mask(self, window: Window) -> NDArray[np.bool_] | None:
+        """Which pixels of ``window`` (inside the image) are nodata or masked, by the rule
+        :meth:`read` zeroes them with; None when the image has neither nodata nor a mask."""
+        if self._nodata is None and not self._mask_band:
+            return None
+        rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
+        kwargs: dict[str, Any] = {"window": rio_window, "resampling": Resampling.nearest}
+        dataset = self._dataset()
+        try:
+            with self.env.context(self.url):
+                raw: NDArray[Any] = dataset.read(self._indexes, **kwargs)
+                return self._invalid(dataset, raw, kwargs, None)
+        except RasterioError as exc:
+            error = RetryableError if is_remote(self.url) else SourceError
+            raise error(f"cannot read the mask of {self.url!r} at {window!r}: {exc}") from exc
+
     def read_overview(self, max_size: int) -> NDArray[np.uint8]:
         """The whole image decimated so its longer side is at most ``max_size`` pixels.
 

@@ -23,6 +23,7 @@ __all__ = [
     "MergeSpec",
     "OutputSpec",
     "PhotosSpec",
+    "SegmentSpec",
     "SourceSpec",
     "StageSpec",
     "TilingSpec",
@@ -43,6 +44,27 @@ class SourceSpec(_Strict):
     id: str | None = None
 
 
+class SegmentSpec(_Strict):
+    """What a segment stage writes: one class-id COG on the source's grid (see
+    docs/segmentation.md), optionally blended, with probabilities and vectors beside it."""
+
+    output: str = Field(min_length=1, description="The class-id COG (.tif), local or s3://.")
+    blend: Literal["none", "linear", "cosine"] = "none"
+    probabilities: Literal["none", "uint8", "float32"] = "none"
+    vectorize: str | None = Field(default=None, description="Polygons per class (.parquet ...).")
+    overwrite: bool = False
+
+    @field_validator("output")
+    @classmethod
+    def _raster(cls, value: str) -> str:
+        if not value.lower().endswith((".tif", ".tiff")):
+            raise ValueError(
+                f"the segmentation output {value!r} is a raster: give a .tif name "
+                "(polygons go to vectorize, e.g. classes.parquet)"
+            )
+        return value
+
+
 class StageSpec(_Strict):
     """One pipeline stage: the task and the name of a model that workers serve.
 
@@ -57,6 +79,18 @@ class StageSpec(_Strict):
     crops_of: int | None = Field(default=None, ge=0)
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     crop_padding: float = Field(default=0.0, ge=0.0, le=2.0)
+    segment: SegmentSpec | None = None
+
+    @model_validator(mode="after")
+    def _segment_fields(self) -> StageSpec:
+        if self.task == "segment" and self.segment is None:
+            raise ValueError(
+                'a segment stage needs "segment": {"output": "classes.tif"} '
+                "(where the class raster goes)"
+            )
+        if self.task != "segment" and self.segment is not None:
+            raise ValueError(f'"segment" is for segment stages, not {self.task!r}; remove it')
+        return self
 
 
 class PhotosSpec(_Strict):
@@ -181,6 +215,12 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _stages(self) -> JobSpec:
         check_stages(self.pipeline, photos=self.photos is not None)
+        if any(stage.segment is not None for stage in self.pipeline) and (
+            len(self.sources) > 1 or self.photos is not None
+        ):
+            raise ValueError(
+                "a segment job writes one raster on one source's grid; submit one job per source"
+            )
         return self
 
     def fingerprint(self) -> str:

@@ -110,11 +110,14 @@ class ClassifyOutput(_Strict):
 
 
 class SegmentOutput(_Strict):
-    """Class ids ``[B, H, W]`` or scores ``[B, K, H, W]`` (``argmax`` turns scores into ids)."""
+    """Class ids ``[B, H, W]`` or scores ``[B, K, H, W]`` (``argmax`` turns scores into ids;
+    ``argmax: false`` keeps them as probabilities, for blending and probability outputs).
+    ``nodata_class`` is the class id the output raster uses for nodata (default 255)."""
 
     decoding: Literal["segment"]
     output: OutputRef = 0
     argmax: bool = True
+    nodata_class: int | None = Field(default=None, ge=0, le=65535)
 
 
 OutputSpec = Annotated[

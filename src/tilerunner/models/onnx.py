@@ -95,6 +95,7 @@ class OnnxModel:
         self.task = card.task
         self.classes = classes
         self.card = card
+        self.nodata_class = getattr(card.output, "nodata_class", None)
         self.input_range = card.input.range
         size = card.input.size
         self.tile_size = size[0] if size is not None and size[0] == size[1] else None

@@ -7,10 +7,20 @@ import numpy as np
 from tilerunner.errors import ModelError
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.merging import clip_boxes, owned_mask, tile_to_image
-from tilerunner.models import ClassScores, Detections, LoadedModel, TileOutput
+from tilerunner.merging.segment import SegmentCanvas
+from tilerunner.models import ClassScores, Detections, LoadedModel, SegMask, TileOutput
 from tilerunner.tiling import TileRef
 
-__all__ = ["owned_features"]
+__all__ = ["add_mask", "owned_features"]
+
+
+def add_mask(canvas: SegmentCanvas, tile: TileRef, output: TileOutput) -> None:
+    """Put one tile's segmentation into its region's core."""
+    if not isinstance(output, SegMask):
+        raise ModelError(
+            f"a segment job got a {type(output).__name__} output; serve a segmentation model"
+        )
+    canvas.add(tile, output.classes, output.probabilities)
 
 
 def owned_features(
@@ -27,8 +37,8 @@ def owned_features(
     if isinstance(output, ClassScores):
         return _classification(output, tile, model, image_width, image_height, min_score)
     raise ModelError(
-        f"model {model.name!r} is a segmentation model; segmentation outputs are not supported "
-        "in this version (use a detect or classify model)"
+        f"model {model.name!r} is a segmentation model but its job is not a segment job; "
+        'give the stage task "segment" and a "segment" output'
     )
 
 

@@ -39,7 +39,7 @@ from tilerunner.errors import ModelError, TilerunnerError
 from tilerunner.imagery import RasterReader
 from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.models import LoadedModel, TileOutput
-from tilerunner.pipeline.postprocess import owned_features
+from tilerunner.pipeline.postprocess import add_mask, owned_features
 from tilerunner.pipeline.reads import TileReads
 from tilerunner.pipeline.work import RegionResult, RegionState, RegionWork, TileItem
 
@@ -251,16 +251,19 @@ class TilePipeline:
         error = item.error
         if error is None and output is not None:
             try:
-                state.parts.append(
-                    owned_features(
-                        output,
-                        item.tile,
-                        self.model,
-                        work.image_width,
-                        work.image_height,
-                        work.min_score,
+                if work.canvas is not None:
+                    add_mask(work.canvas, item.tile, output)
+                else:
+                    state.parts.append(
+                        owned_features(
+                            output,
+                            item.tile,
+                            self.model,
+                            work.image_width,
+                            work.image_height,
+                            work.min_score,
+                        )
                     )
-                )
             except TilerunnerError as malformed:
                 error = malformed
         if error is not None:
@@ -274,6 +277,7 @@ class TilePipeline:
                     FeatureRows.concat(state.parts),
                     len(work.tiles),
                     tuple(state.failures),
+                    work.canvas,
                 )
             )
 

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import TilerunnerError
 from tilerunner.jobs.features import FeatureRows, TileFailure
+from tilerunner.merging.segment import SegmentCanvas
 from tilerunner.tiling import TileRef, Window
 
 __all__ = ["PixelReader", "RegionResult", "RegionState", "RegionWork", "TileItem"]
@@ -39,6 +40,8 @@ class RegionWork:
     image_width: int
     image_height: int
     min_score: float = 0.0
+    canvas: SegmentCanvas | None = None
+    """Set for segmentation: tiles fill the region's core instead of yielding features."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class RegionResult:
     rows: FeatureRows
     n_tiles: int
     tile_failures: tuple[TileFailure, ...] = ()
+    canvas: SegmentCanvas | None = None
 
     @property
     def all_failed(self) -> bool:

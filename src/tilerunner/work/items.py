@@ -24,6 +24,7 @@ __all__ = [
     "AnyItem",
     "Assignment",
     "RegionItem",
+    "SegmentTarget",
     "TileBatchItem",
     "WorkItem",
     "parse_item",
@@ -35,6 +36,18 @@ class _Item(BaseModel):
 
     id: str = Field(description="Deterministic id of the item (its queue message id).")
     job_id: str
+
+
+class SegmentTarget(BaseModel):
+    """Where a segment region writes its core (see :mod:`tilerunner.outputs.cog`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output: str = Field(description="The class-id COG the job writes; parts go beside it.")
+    blend: Literal["none", "linear", "cosine"] = "none"
+    probabilities: Literal["none", "uint8", "float32"] = "none"
+    transform: tuple[float, ...] | None = None
+    crs_wkt: str | None = None
 
 
 class RegionItem(_Item):
@@ -60,6 +73,9 @@ class RegionItem(_Item):
         description="Redo just these tiles of the region, each named by the pixel offsets "
         "(col_off, row_off) of its read window (the window a tile failure records); "
         "null: every tile.",
+    )
+    segment: SegmentTarget | None = Field(
+        default=None, description="Set for a segment stage: the region writes its core part."
     )
 
     def tiles(self) -> tuple[TileRef, ...]:

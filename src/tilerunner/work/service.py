@@ -19,7 +19,7 @@ from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, RegionMessage, RegionState, queue_name
 from tilerunner.photos.plan import complete_photo_item, describe_photo_item, fail_photo_item
 from tilerunner.store import ImageRecord, Store
-from tilerunner.work.items import Assignment, RegionItem, WorkItem
+from tilerunner.work.items import Assignment, RegionItem, SegmentTarget, WorkItem
 from tilerunner.work.results import WorkerReport, WorkResult
 from tilerunner.work.tokens import decode_token, encode_token
 from tilerunner.xyz.items import describe_tile_batch
@@ -239,6 +239,7 @@ class WorkService:
                 message.job_id, message.image_idx, message.region_idx
             )
             or None,
+            segment=_segment_target(spec, image),
         )
 
     def _job_spec(self, job_id: str) -> JobSpec | None:
@@ -288,3 +289,17 @@ class WorkService:
 
 
 _STOPPED = JOB_TERMINAL | {JobState.CANCELLING}
+
+
+def _segment_target(spec: JobSpec, image: ImageRecord) -> SegmentTarget | None:
+    seg = spec.pipeline[0].segment
+    if seg is None:
+        return None
+    georef = image.georef
+    return SegmentTarget(
+        output=seg.output,
+        blend=seg.blend,
+        probabilities=seg.probabilities,
+        transform=georef.transform if georef is not None else None,
+        crs_wkt=georef.crs_wkt if georef is not None else None,
+    )

@@ -32,7 +32,7 @@ from tilerunner.errors import (
     StoreError,
     TilerunnerError,
 )
-from tilerunner.imagery import BandSpec, GdalEnv
+from tilerunner.imagery import BandSpec, GdalEnv, RasterReader
 from tilerunner.models import LoadedModel
 from tilerunner.photos.items import CropItem, PhotoGroupItem
 from tilerunner.photos.worker import PhotoItems
@@ -46,6 +46,7 @@ from tilerunner.pipeline import (
 from tilerunner.pipeline.work import PixelReader
 from tilerunner.work import (
     Assignment,
+    RegionItem,
     ServedModel,
     TileBatchItem,
     WorkerReport,
@@ -53,6 +54,7 @@ from tilerunner.work import (
     WorkSource,
 )
 from tilerunner.worker.readers import ReaderCache
+from tilerunner.worker.segment import publish_region, segment_tiles
 from tilerunner.xyz.fetch import FetchOptions
 from tilerunner.xyz.reader import TileReaders
 
@@ -80,6 +82,8 @@ class WorkerOptions:
     """Budget of one strip of a region read at once; 0 reads tile by tile."""
     fetch: FetchOptions = field(default_factory=FetchOptions)
     """How XYZ tiles are fetched (concurrency, timeouts, retries, headers, token, cache)."""
+    s3_endpoint_url: str | None = None
+    """Where segment regions upload their parts when the output is ``s3://``."""
 
 
 class Worker:
@@ -188,6 +192,10 @@ class Worker:
             self._start(assignment)
         return bool(assignments)
 
+    def _raster_reader(self, item: RegionItem, model: LoadedModel) -> RasterReader:
+        scale = item.scale or model.input_range
+        return self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
+
     def _start(self, assignment: Assignment) -> None:
         item = assignment.item
         if isinstance(item, PhotoGroupItem | CropItem):  # its photos or crops as members
@@ -202,14 +210,18 @@ class Worker:
             return
         model = self.models[assignment.model]
         reader: PixelReader
+        canvas = None
         try:
             if isinstance(item, TileBatchItem):
                 reader = self._tile_readers.reader(item)
+                tiles = item.tiles()
             else:
                 model.check_bands(item.bands)
-                scale = item.scale or model.input_range
-                reader = self._readers.get(item.url, BandSpec(bands=item.bands, scale=scale))
-            tiles = item.tiles()
+                reader = self._raster_reader(item, model)
+                if item.segment is not None:
+                    tiles, canvas = segment_tiles(item, model)
+                else:
+                    tiles = item.tiles()
         except TilerunnerError as error:
             self._report_failure(assignment, error)
             return
@@ -228,6 +240,7 @@ class Worker:
                 image_width=item.width,
                 image_height=item.height,
                 min_score=item.min_score,
+                canvas=canvas,
             )
         )
 
@@ -252,6 +265,21 @@ class Worker:
             if isinstance(work, TilerunnerError):
                 self._report_failure(assignment, work)
                 continue
+            item = assignment.item
+            if result.canvas is not None and isinstance(item, RegionItem) and not result.all_failed:
+                model = self.models[assignment.model]
+                try:
+                    rows = publish_region(
+                        item,
+                        result.canvas,
+                        self._raster_reader(item, model),
+                        model,
+                        self.options.s3_endpoint_url,
+                    )
+                except TilerunnerError as error:
+                    self._report_failure(assignment, error)
+                    continue
+                work = WorkResult(rows, result.n_tiles, result.tile_failures)
             try:
                 recorded = self.source.complete(assignment, work, self.id)
             except LeaseLostError:
