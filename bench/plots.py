@@ -84,9 +84,10 @@ def _scale_merge(scale: dict[str, Any], out: Path) -> Path:
     merges = sorted(scale["merge"], key=lambda m: m["n"])
     ns = [m["n"] for m in merges]
     first = merges[0]
-    per = first["seconds"] / (first["n"] * math.log2(first["n"]))
+    per = first["cpu_seconds"] / (first["n"] * math.log2(first["n"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(ns, [m["seconds"] for m in merges], "o-", label="measured (NMS)", color="#1b9e77")
+    cpu = [m["cpu_seconds"] for m in merges]
+    ax.plot(ns, cpu, "o-", label="measured (NMS), CPU seconds", color="#1b9e77")
     ax.plot(
         ns,
         [per * n * math.log2(n) for n in ns],
@@ -95,7 +96,7 @@ def _scale_merge(scale: dict[str, Any], out: Path) -> Path:
         label="n log n through the first point",
     )
     ax.set_xlabel("detections merged")
-    ax.set_ylabel("seconds")
+    ax.set_ylabel("CPU seconds")
     ax.set_title("tilerunner merge time against detections")
     ax.legend()
     fig.tight_layout()
@@ -108,11 +109,12 @@ def draw(results: Path, img: Path) -> list[Path]:
     """Draw every figure whose results exist; the PNG paths written."""
     img.mkdir(parents=True, exist_ok=True)
     written = []
-    peers, scale = _load(results / "peers.json"), _load(results / "scale.json")
+    peers = _load(results / "peers.json")
+    scale = _load(results / "scale.json") or _load(results / "merge.json")
     if peers and ("local" in peers or "http" in peers):
         written.append(_peers_speed(peers, img / "peers-speed.png"))
     if peers and "memory" in peers:
         written.append(_peers_memory(peers, img / "peers-memory.png"))
-    if scale:
+    if scale and scale.get("merge"):
         written.append(_scale_merge(scale, img / "scale-merge.png"))
     return written

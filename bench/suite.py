@@ -56,8 +56,11 @@ def _peers(args: argparse.Namespace) -> None:
 
 
 def _scale(args: argparse.Namespace) -> None:
-    from scale import run_scale
+    from scale import run_scale, time_merge
 
+    if args.merge_only:
+        _save({"merge": [time_merge(n) for n in args.merge_sizes]}, args.results / "merge.json")
+        return
     report = run_scale(
         args.workdir,
         size=args.size,
@@ -76,7 +79,7 @@ def _plots(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
     for name, render in (("peers", peers_tables), ("scale", scale_tables)):
         path = args.results / f"{name}.json"
-        if path.exists():
+        if path.exists() and (name != "scale" or "run" in json.loads(path.read_text("utf-8"))):
             print(render(json.loads(path.read_text(encoding="utf-8"))))
 
 
@@ -121,6 +124,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="+",
         default=[500_000, 1_000_000, 2_000_000],
         help="detections merged directly, to show how merge time grows",
+    )
+    scale.add_argument(
+        "--merge-only", action="store_true", help="only the merge sizes (to merge.json)"
     )
     scale.add_argument(
         "--resume",
