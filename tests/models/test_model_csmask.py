@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import rasterio
+from tr_cli import tilerunner
 
 from tilerunner.errors import InvalidRequestError, UnknownNameError
 from tilerunner.imagery import BandSpec, RasterReader
@@ -121,3 +123,34 @@ def test_wrong_bands_tiles_and_parameters_fail_with_what_to_change(
         load_model("zoo:csmask-s2", {"n_bands": "5"}, cache_dir=asset_cache)
     with pytest.raises(UnknownNameError, match="did you mean 'offset'"):
         load_model("zoo:csmask-s2", {"ofset": "0"}, cache_dir=asset_cache)
+
+
+@pytest.mark.slow
+def test_a_segment_run_writes_the_cloud_classes_and_their_polygons(
+    landsat7: Path, asset_cache: Path, tmp_path: Path
+) -> None:
+    result = tilerunner(
+        "run", str(landsat7), "--model", "zoo:csmask-l8", "--bands", "1,2,3,4,5,6",
+        "--model-param", f"scale={1 / 255}", "--model-param", "offset=0", "--tile-size", "256",
+        "--overlap", "32", "-o", str(tmp_path / "clouds.tif"), "--vectorize",
+        str(tmp_path / "clouds.parquet"), "--state", str(tmp_path / "state.db"), "--quiet",
+        cwd=tmp_path, TILERUNNER_CACHE_DIR=str(asset_cache),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(tmp_path / "clouds.tif") as out, rasterio.open(landsat7) as src:
+        classes = out.read(1)
+        bands = src.read()
+        assert (out.width, out.height, out.crs) == (src.width, src.height, src.crs)
+    some_missing = (bands == NODATA).any(axis=0)
+    all_missing = (bands == NODATA).all(axis=0)
+    assert set(np.unique(classes).tolist()) <= {0, 1, 2, 3, 255}
+    np.testing.assert_array_equal(classes == 255, all_missing)  # the raster's own nodata
+    np.testing.assert_array_equal(classes == 3, some_missing & ~all_missing)  # the model's class
+    polygons = pq.read_table(tmp_path / "clouds.parquet")
+    labels = set(polygons.column("label").to_pylist())
+    assert "nodata" in labels and labels <= {"cloud", "cloud_shadow", "nodata"}  # 0 is skipped
+    by_class = dict.fromkeys(range(4), 0)
+    for cid, pixels in zip(*(polygons.column(c).to_pylist() for c in ("class_id", "pixel_count")),
+                           strict=True):  # fmt: skip
+        by_class[cid] += pixels
+    assert by_class[3] == int((classes == 3).sum())
