@@ -128,6 +128,8 @@ def run_tilerunner(
     store = open_store(f"sqlite:///{state}")
     counts = store.counts(store.list_jobs()[0].id)
     stages = _stages(state, log)
+    if resume and "merge" in stages:  # a resumed job may not enter "aggregating" again
+        stages["aggregate"] = stages["merge"] + stages["store"] + stages["write"]
     return {
         "seconds": sampled.seconds,
         "cpu_seconds": sampled.cpu_seconds,
