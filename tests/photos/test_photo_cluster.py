@@ -73,8 +73,8 @@ def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
     job_id = job.json()["id"]
     detect = ["--api", api.url, "--token", worker_key, "--model", "det=tr_photos:ShadeDetector"]
     slow = ["--model-param", "seconds_per_tile=0.3"]
-    workers += [_worker(api, *detect, *slow) for _ in range(2)]
-    victim = workers[0]
+    victim = _worker(api, *detect, *slow)  # alone at first, so it is sure to take a lease
+    workers.append(victim)
 
     def victim_holds_a_lease() -> bool:
         rows = user.get("/v1/workers").json()
@@ -83,6 +83,7 @@ def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
     wait_for(victim_holds_a_lease, 60, "the first detect worker holds a lease")
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
+    workers.append(_worker(api, *detect, *slow))
     workers.append(
         _worker(api, "--store", api.store_url, "--model", "cls=tr_photos:CentreClassifier")
     )

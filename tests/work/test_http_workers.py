@@ -90,8 +90,8 @@ def test_two_http_workers_finish_a_job_and_a_killed_one_loses_nothing(
     worker_key = create_key(api.store_url, api.workdir, "worker")
     user = api.client(create_key(api.store_url, api.workdir, "submit", "read"))
     job_id = _submit(api, user, tif)
-    workers += [_start_worker(api, worker_key, truth_csv) for _ in range(2)]
-    victim = workers[0]
+    victim = _start_worker(api, worker_key, truth_csv)  # alone at first: sure to take a lease
+    workers.append(victim)
 
     def victim_holds_a_lease() -> bool:
         rows = user.get("/v1/workers").json()
@@ -100,6 +100,7 @@ def test_two_http_workers_finish_a_job_and_a_killed_one_loses_nothing(
     wait_for(victim_holds_a_lease, 60, "the first worker holds a lease")
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
+    workers.append(_start_worker(api, worker_key, truth_csv))
 
     job = _final(user, job_id)
     assert job["status"] == "succeeded", job

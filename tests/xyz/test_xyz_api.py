@@ -90,8 +90,8 @@ def test_http_workers_run_a_tile_job_and_a_killed_one_loses_and_doubles_nothing(
             assert response.status_code == 202, response.text
             job_id = response.json()["id"]
             token = create_key(pg_store, tmp_path, "worker")
-            workers += [_worker(api, token) for _ in range(2)]
-            victim = workers[0]
+            victim = _worker(api, token)  # alone at first, so it is sure to take a lease
+            workers.append(victim)
 
             def victim_holds_a_lease() -> bool:
                 rows = user.get("/v1/workers").json()
@@ -100,6 +100,7 @@ def test_http_workers_run_a_tile_job_and_a_killed_one_loses_and_doubles_nothing(
             wait_for(victim_holds_a_lease, 90, "the first worker holds a lease")
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=30)
+            workers.append(_worker(api, token))
 
             def final() -> dict[str, object] | None:
                 try:

@@ -187,9 +187,12 @@ class Worker:
             self._wake.wait(self.options.poll_seconds)
             return True  # busy, not idle
         room = sum(self.options.prefetch - self._held_count(m) for m in wanted)
+        was_idle = not self._held_count()
         assignments = self.source.lease(wanted, room, self.options.wait_seconds)
         for assignment in assignments:
             self._start(assignment)
+        if assignments and was_idle:
+            self._report()  # idle -> busy shows in `status` now, not at the next heartbeat
         return bool(assignments)
 
     def _raster_reader(self, item: RegionItem, model: LoadedModel) -> RasterReader:
