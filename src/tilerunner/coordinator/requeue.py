@@ -6,6 +6,10 @@ repaired (the file fixed, the model mended), :func:`retry_failed_tiles` puts eac
 back to pending; its work item then names only the failed tiles (``RegionItem.only_tiles``), and
 completing it adds their features to the region's and replaces their failures with the new
 ones. The job reopens and is aggregated again, so every object comes back exactly once.
+
+A photo job's items are groups of photos and their later stages' crops: a failed one is put
+back with the photos it closed (:meth:`Store.retry_photo_stage`) on its own stage's queue, and
+an item with crops that failed alone redoes just those crops (:meth:`Store.reopen_failed_crops`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 from tilerunner.coordinator.planner import QueueFor, publish_pending
 from tilerunner.jobs import JobSpec, RegionMessage, queue_name
+from tilerunner.photos.plan import stage_model
 from tilerunner.store import Store
 
 __all__ = ["Retried", "retry_failed", "retry_failed_tiles"]
@@ -22,10 +27,19 @@ __all__ = ["Retried", "retry_failed", "retry_failed_tiles"]
 log = logging.getLogger(__name__)
 
 
-def retry_failed_tiles(store: Store, queue_for: QueueFor, job_id: str) -> int:
-    """Put the failed tiles of the job's done regions back on the queue; returns how many
-    tiles (0 when none failed). The job reopens if it had ended ``partial`` or ``failed``."""
-    reopened = store.reopen_failed_tiles(job_id)
+def retry_failed_tiles(
+    store: Store, queue_for: QueueFor, job_id: str, spec: JobSpec | None = None
+) -> int:
+    """Put the failed tiles (a photo job: crops) of the job's done regions back on the queue;
+    returns how many (0 when none failed). The job reopens if it had ended ``partial`` or
+    ``failed``."""
+    if spec is None:
+        job = store.get_job(job_id)
+        spec = None if job is None else JobSpec.model_validate(job.spec)
+    if spec is not None and spec.photos is not None:
+        reopened = store.reopen_failed_crops(job_id, spec.photos.group_size)
+    else:
+        reopened = store.reopen_failed_tiles(job_id)
     if not reopened:
         return 0
     store.reopen_job(job_id)
@@ -55,15 +69,23 @@ def retry_failed(store: Store, queue_for: QueueFor, job_id: str) -> Retried:
     job = store.get_job(job_id)
     if job is None:
         raise LookupError(job_id)
+    spec = JobSpec.model_validate(job.spec)
     failed = store.failed_regions(job_id)
     revived = published = 0
     if failed:
-        queue = queue_for(queue_name(JobSpec.model_validate(job.spec).pipeline[0].model))
-        dead = [RegionMessage(job_id=job_id, image_idx=i, region_idx=r).id for i, r in failed]
+        dead: dict[str, list[str]] = {}  # per model: a photo job's stages run on their own
         for image_idx, region_idx in failed:
-            store.retry_region(job_id, image_idx, region_idx)
+            if spec.photos is not None:
+                store.retry_photo_stage(
+                    job_id, image_idx, region_idx, group_size=spec.photos.group_size
+                )
+            else:
+                store.retry_region(job_id, image_idx, region_idx)
+            model = stage_model(spec, region_idx if spec.photos is not None else 0)
+            message = RegionMessage(job_id=job_id, image_idx=image_idx, region_idx=region_idx)
+            dead.setdefault(model, []).append(message.id)
         store.reopen_job(job_id)
-        revived = queue.requeue_dead(dead)
+        revived = sum(queue_for(queue_name(m)).requeue_dead(ids) for m, ids in dead.items())
         published = publish_pending(store, queue_for, job_id)
-    tiles = retry_failed_tiles(store, queue_for, job_id)
+    tiles = retry_failed_tiles(store, queue_for, job_id, spec)
     return Retried(len(failed), revived, published, tiles)

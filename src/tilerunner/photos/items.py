@@ -4,15 +4,33 @@ A photo is a member of a work item, not an item of its own, so a million photos 
 thousands of queue messages. Both kinds carry everything the worker needs (where each photo is,
 how to fit it to the model, which box to crop), described by the work service from the store at
 lease time; they are registered in :data:`tilerunner.work.items.ITEM_KINDS`.
+
+A crop that fails in a later stage fails alone: it is a failure record of its item whose
+message starts with ``crop <key> of <url>:`` (:func:`crop_failure`), so a retry redoes just the
+failed crops (:func:`failed_crop_key` reads the key back) and the photo's record shows the error
+under the detection it came from.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Crop", "CropItem", "PhotoGroupItem", "PhotoMember"]
+from tilerunner.jobs.features import TileFailure
+from tilerunner.tiling.window import Window
+
+__all__ = [
+    "Crop",
+    "CropItem",
+    "PhotoGroupItem",
+    "PhotoMember",
+    "crop_failure",
+    "failed_crop_key",
+]
+
+_CROP_FAILURE = re.compile(r"crop (\S+) of ")
 
 
 class _Frozen(BaseModel):
@@ -58,3 +76,15 @@ class CropItem(_PhotoItem):
     kind: Literal["crops"] = "crops"
     padding: float = 0.0
     crops: tuple[Crop, ...] = Field(min_length=1, max_length=100_000)
+
+
+def crop_failure(key: str, url: str, window: Window, code: str, message: str) -> TileFailure:
+    """The failure record of one crop: its window in the photo, the error's code and a message
+    naming the detection (``key``) and the photo."""
+    return TileFailure.of(window, code, f"crop {key} of {url}: {message}")
+
+
+def failed_crop_key(message: str) -> str | None:
+    """The detection key a crop's failure message names (None for another message)."""
+    found = _CROP_FAILURE.match(message)
+    return found.group(1) if found else None

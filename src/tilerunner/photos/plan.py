@@ -76,6 +76,9 @@ def describe_photo_item(
         spec_stage.crops_of,
         spec_stage.min_score,
     )
+    redo = store.failed_crop_keys(message.job_id, message.image_idx, stage)
+    if redo:  # a retry of the crops that failed alone: the others have their results
+        crops = [c for c in crops if c[0] in redo]
     return CropItem.model_validate(
         {
             **common,
@@ -105,6 +108,7 @@ def complete_photo_item(
         group_size=spec.photos.group_size,
         consumers=[(t, spec.pipeline[t].min_score) for t in consumers(spec.pipeline, stage)],
         worker=worker,
+        failures=result.tile_failures,
     )
     for target in outcome.new_stages:
         # after the commit; a crash before this publish leaves a pending row the sweep

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tilerunner.errors import ModelError, TilerunnerError
 from tilerunner.imagery import GdalEnv
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.models import ZOO, LoadedModel
-from tilerunner.photos.items import CropItem, PhotoGroupItem
+from tilerunner.photos.items import CropItem, PhotoGroupItem, crop_failure
 from tilerunner.photos.pixels import Fit, FitMode, PhotoDecoder, crop_box, fit
 from tilerunner.pipeline import RegionResult, RegionWork, TilePipeline
 from tilerunner.tiling import TileRef, Window
@@ -132,9 +131,9 @@ class PhotoItems:
                 RegionWork((item.id, index), reader, (tile,), size, size, min_score=min_score)
             )
 
-    def collect(self, result: RegionResult) -> tuple[str, WorkResult | TilerunnerError] | None:
-        """The item's result once its last member is in (None before): a WorkResult, or the
-        error that fails the item (a crop that could not be read or classified)."""
+    def collect(self, result: RegionResult) -> tuple[str, WorkResult] | None:
+        """The item's result once its last member is in (None before); a photo or crop that
+        failed is a member outcome or failure record in it, not a failed item."""
         key: tuple[str, int] = result.key  # type: ignore[assignment]
         item_id, index = key
         with self._lock:
@@ -172,16 +171,26 @@ def _photos_result(pending: _Pending) -> WorkResult:
     return WorkResult(FeatureRows.concat(parts), len(pending.readers), members=tuple(members))
 
 
-def _crops_result(pending: _Pending) -> WorkResult | TilerunnerError:
+def _crops_result(pending: _Pending) -> WorkResult:
+    """Every crop's results; a crop that could not be read or classified fails alone, as a
+    failure record naming it (:func:`crop_failure`), and the item's other crops count."""
     assert isinstance(pending.item, CropItem)
-    parts = []
+    parts, failures = [], []
     for index, crop in enumerate(pending.item.crops):
         result, reader = pending.results[index], pending.readers[index]
         if result.tile_failures or reader.fit is None or reader.window is None:
             first = result.tile_failures[0] if result.tile_failures else None
-            return ModelError(
-                f"crop {crop.key} of {crop.url} failed: {first.message if first else 'unread'}"
+            window = reader.window or Window(int(crop.box[0]), int(crop.box[1]), 1, 1)
+            failures.append(
+                crop_failure(
+                    crop.key,
+                    crop.url,
+                    window,
+                    first.code if first else "source_error",
+                    first.message if first else "the crop could not be read",
+                )
             )
+            continue
         rows = result.rows
         if pending.model.task == "classify":
             rows.boxes = np.array([crop.box] * len(rows), dtype=np.float64).reshape(-1, 4)
@@ -190,7 +199,7 @@ def _crops_result(pending: _Pending) -> WorkResult | TilerunnerError:
             rows = _to_source(rows, reader.fit, reader.window)
             keys = [f"{pending.item.stage}.{crop.key}.{n}" for n in range(len(rows))]
         parts.append(_stamp(rows, pending, [crop.image_idx] * len(rows), keys, crop.key))
-    return WorkResult(FeatureRows.concat(parts), len(pending.readers))
+    return WorkResult(FeatureRows.concat(parts), len(pending.readers), tuple(failures))
 
 
 def _to_source(rows: FeatureRows, fitted: Fit, window: Window) -> FeatureRows:

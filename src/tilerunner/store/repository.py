@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.features import TileFailure
@@ -23,7 +23,9 @@ from tilerunner.jobs.states import (
     RegionState,
     sources_of,
 )
+from tilerunner.store.features import insert_features
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
+from tilerunner.store.photo_stages import PhotoStageStore
 from tilerunner.store.photos import PhotoStore
 from tilerunner.store.plans import PlanStore, georef_of, insert_job
 from tilerunner.store.records import (
@@ -77,11 +79,11 @@ _COUNT_REGION = (
     .values(regions_finished=images.c.regions_finished + 1)
     .returning(images.c.regions_finished, images.c.regions_total)
 )
-_INSERT_FEATURES = insert(features)
 
 
 class Store(
     OutboxStore,
+    PhotoStageStore,
     PhotoStore,
     PlanStore,
     ResultStore,
@@ -340,7 +342,7 @@ class Store(
             if not changed:
                 return False
             if len(rows):
-                self._insert_features(conn, job_id, image_idx, region_idx, rows)
+                insert_features(conn, job_id, region_idx, rows, image_idx)
             replace_tile_failures(conn, job_id, image_idx, region_idx, tile_failures, now)
             if tile_failures:
                 first = tile_failures[0]
@@ -491,37 +493,6 @@ class Store(
         )
 
     # ------------------------------------------------------------ internals
-    @staticmethod
-    def _insert_features(
-        conn: Connection, job_id: str, image_idx: int, region_idx: int, rows: FeatureRows
-    ) -> None:
-        extra = rows.extra or [None] * len(rows)
-        payload = [
-            {
-                "job_id": job_id,
-                "image_idx": image_idx,
-                "region_idx": region_idx,
-                "class_id": int(c),
-                "label": label,
-                "score": float(s),
-                "x0": float(b[0]),
-                "y0": float(b[1]),
-                "x1": float(b[2]),
-                "y1": float(b[3]),
-                "extra": e,
-            }
-            for b, s, c, label, e in zip(
-                rows.boxes.tolist(),
-                rows.scores.tolist(),
-                rows.class_ids.tolist(),
-                rows.labels,
-                extra,
-                strict=True,
-            )
-        ]
-        for start in range(0, len(payload), _BATCH):
-            conn.execute(_INSERT_FEATURES, payload[start : start + _BATCH])
-
     def _after_region(self, conn: Connection, job_id: str, image_idx: int) -> None:
         """Count a finished region; close its image at the last one, then maybe the job.
 

@@ -141,10 +141,6 @@ class WorkService:
             queue.extend(lease, self.options.lease_seconds)  # LeaseLostError: not the holder
         m = RegionMessage.decode(lease.body)
         spec = self._job_spec(m.job_id)
-        if spec is not None and spec.photos is not None:
-            recorded = complete_photo_item(self.store, self.queue_for, m, spec, result, worker)
-            self._ack(queue, lease)
-            return recorded
         if result.all_failed and lease.attempt < self.options.max_attempts:
             first = result.tile_failures[0]
             reason = (
@@ -155,9 +151,12 @@ class WorkService:
             log.warning("region %s attempt %d failed: %s", m.id, lease.attempt, reason)
             self._nack(queue, lease, self.options.retry_delay * 2 ** (lease.attempt - 1), reason)
             return False
-        recorded = self.store.complete_region(
-            m.job_id, m.image_idx, m.region_idx, result.rows, worker, result.tile_failures
-        )
+        if spec is not None and spec.photos is not None:
+            recorded = complete_photo_item(self.store, self.queue_for, m, spec, result, worker)
+        else:
+            recorded = self.store.complete_region(
+                m.job_id, m.image_idx, m.region_idx, result.rows, worker, result.tile_failures
+            )
         if not recorded:
             log.info("region %s was already recorded (duplicate delivery)", m.id)
         self._ack(queue, lease)

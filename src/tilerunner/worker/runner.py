@@ -265,9 +265,6 @@ class Worker:
             if assignment is None:
                 log.warning("result for %s arrived without a held lease; ignored", key)
                 continue
-            if isinstance(work, TilerunnerError):
-                self._report_failure(assignment, work)
-                continue
             item = assignment.item
             if result.canvas is not None and isinstance(item, RegionItem) and not result.all_failed:
                 model = self.models[assignment.model]
