@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from tr_pg import pg_schema_url
 
 from tilerunner.errors import InvalidRequestError, SourceError
 from tilerunner.jobs import parse_job
-from tilerunner.jobs.features import FeatureRows
+from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.jobs.states import ImageState, JobState
+from tilerunner.photos.items import crop_failure
 from tilerunner.photos.pixels import crop_box, fit
 from tilerunner.photos.sources import expand_photos
 from tilerunner.store import Store, open_store
@@ -221,3 +223,57 @@ def test_a_stage_is_recorded_once_and_enqueues_its_consumers_once(store: Store) 
     photos, features = store.photo_rows("j")
     assert [p["meta"]["event"] for p in photos[:3]] == ["e", "e", "e"]
     assert sorted(f["region_idx"] for f in features) == [0, 0, 0, 1, 1]
+
+
+def test_a_failed_group_and_failed_crops_reopen_and_are_recorded_once(store: Store) -> None:
+    store.accept_job("j", None, _doc(sources=["x"]))
+    plans = [PhotoPlan(i, f"p{i}", f"/p{i}.png", {}) for i in range(4)]
+    assert store.add_photo_plans("j", plans, group_size=2)
+    kwargs: dict[str, Any] = {"group_size": 2, "consumers": [(1, 0.5)]}
+    # group 0: its detect item fails for good; group 2: photo 3 fails alone, a crop fails
+    assert store.fail_photo_stage("j", 0, 0, "model_error: broke", group_size=2)
+    members = [MemberOutcome(2, 9, 9), MemberOutcome(3, error_code="source_error", error="bad")]
+    store.complete_photo_stage("j", 2, 0, _detections([2, 2], [0.9, 0.8]), members, **kwargs)
+    good = FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (1, 1)), scores=np.array([0.7]),
+        class_ids=np.array([1]), labels=["b"],
+        extra=[{"image": 2, "key": "1.0.2.0", "parent": "0.2.0"}],
+    )  # fmt: skip
+    refused = crop_failure("0.2.1", "/p2.png", Window(1, 2, 10, 10), "model_error", "no")
+    assert isinstance(refused, TileFailure)
+    store.complete_photo_stage("j", 2, 1, good, [], group_size=2, consumers=[], failures=[refused])
+    states = [i.state for i in store.images("j")]
+    assert states == [ImageState.FAILED, ImageState.FAILED, ImageState.DONE, ImageState.FAILED]
+    assert store.counts("j").tiles_failed == 1
+    assert store.crop_failures("j") == {"0.2.1": [(1, refused.message)]}
+    assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE)  # every photo closed
+    store.set_job_state("j", JobState.AGGREGATING)
+    store.set_job_state("j", JobState.PARTIAL)
+    assert store.get_job("j").status is JobState.PARTIAL  # type: ignore[union-attr]
+
+    assert store.retry_photo_stage("j", 0, 0, group_size=2)
+    assert not store.retry_photo_stage("j", 0, 0, group_size=2)  # once
+    assert store.reopen_failed_crops("j", 2) == {(2, 1): 1}
+    assert store.reopen_job("j")
+    assert store.group_members("j", 0, 2) == [(0, "/p0.png"), (1, "/p1.png")]
+    assert store.failed_crop_keys("j", 2, 1) == frozenset({"0.2.1"})
+    states = [i.state for i in store.images("j")]
+    assert states == [ImageState.PENDING, ImageState.PENDING, ImageState.PENDING, ImageState.FAILED]
+    assert store.pending_regions("j") == [(0, 0), (2, 1)]
+
+    redone = FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (1, 1)), scores=np.array([0.6]),
+        class_ids=np.array([0]), labels=["a"],
+        extra=[{"image": 2, "key": "1.0.2.1", "parent": "0.2.1"}],
+    )  # fmt: skip
+    assert store.complete_photo_stage("j", 2, 1, redone, [], group_size=2, consumers=[]).recorded
+    both = [MemberOutcome(0, 5, 5), MemberOutcome(1, 5, 5)]
+    assert store.complete_photo_stage("j", 0, 0, _detections([], []), both, **kwargs).recorded
+    states = [i.state for i in store.images("j")]
+    assert states == [ImageState.DONE, ImageState.DONE, ImageState.DONE, ImageState.FAILED]
+    counts = store.counts("j")
+    assert (counts.images_failed, counts.tiles_failed, counts.regions_failed) == (1, 0, 0)
+    assert store.claim_outbox("t2", 30, job_id="j", kind=AGGREGATE)  # aggregated again
+    _, rows = store.photo_rows("j")
+    keys = sorted(str(r["extra"]["key"]) for r in rows)
+    assert keys == ["0.2.0", "0.2.1", "1.0.2.0", "1.0.2.1"]  # each once

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from photo_checks import check_photo, read_jsonl
 from tr_cli import tilerunner
-from tr_photos import make_photos
+from tr_photos import BRIGHT, make_photos, mark_red
 
 from tilerunner.testing.onnx_models import make_classifier_onnx
 
@@ -87,3 +88,61 @@ def test_two_stage_photo_job_runs_embedded(
     assert len(table) == n_detections
     bright = [r for r in table if r["cls_label"]]
     assert len(bright) == sum(1 for t in truth for s in t.squares if s[4] == 255)
+
+
+def test_a_refused_crop_fails_alone_and_requeue_classifies_it_once(tmp_path: Path) -> None:
+    truth = make_photos(tmp_path, 6, seed=7)
+    n_red = mark_red(tmp_path, truth)
+    n_bright = sum(1 for t in truth for s in t.squares if s[4] == BRIGHT)
+    assert n_red >= 1
+    (tmp_path / "refuse-red").touch()
+    job = {
+        "sources": [t.name for t in truth],
+        "photos": {"group_size": 2, "input_size": 192},
+        "pipeline": [
+            {"task": "detect", "model": "det"},
+            {"task": "classify", "model": "cls", "crops_of": 0, "min_score": 0.9},
+        ],
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    args = [
+        "run", "--job", "job.json", "--model", "det=tr_photos:ShadeDetector",
+        "--model", "cls=tr_photos:PickyClassifier", "-o", "out.jsonl", "--batch-size", "1",
+        "--state", "state.db", "--quiet",
+    ]  # fmt: skip
+    first = tilerunner(*args, cwd=tmp_path)
+    assert first.returncode == 1 and "job partial" in first.stderr, first.stderr
+    records = read_jsonl(tmp_path / "out.jsonl")
+    errors = [e for r in records for d in r["detections"] for e in d.get("errors", [])]
+    assert len(errors) == n_red and all("refuses red" in e["error"] for e in errors)
+    labelled = [s for r in records for d in r["detections"] for s in d.get("stages", [])]
+    assert len(labelled) == n_bright - n_red and {s["label"] for s in labelled} == {"bright"}
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        [(job_id,)] = conn.execute("select id from jobs").fetchall()
+
+    (tmp_path / "refuse-red").unlink()  # the classifier is mended
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    requeue = tilerunner("queue", "requeue", job_id, "--store", store, cwd=tmp_path)
+    assert requeue.returncode == 0, requeue.stderr
+    assert f"requeued {n_red} failed crop(s)" in requeue.stdout
+    again = tilerunner(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    for record, photo in zip(read_jsonl(tmp_path / "out.jsonl"), truth, strict=True):
+        check_photo(record, photo, labelled=False)  # every bright square: one stage-2 result
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        n_squares = sum(len(t.squares) for t in truth)
+        assert conn.execute("select count(*) from features").fetchone() == (n_squares + n_bright,)
+        assert conn.execute("select count(*) from tile_failures").fetchone() == (0,)
+
+    # the stored records, written again by ``results`` in every per-photo format
+    done = tilerunner(
+        "results", job_id, "--store", store, "-o", "again.jsonl", "-o", "again.csv",
+        "-o", "again.geojson", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert read_jsonl(tmp_path / "again.jsonl") == read_jsonl(tmp_path / "out.jsonl")
+    with (tmp_path / "again.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == sum(max(1, len(t.squares)) for t in truth)
+    assert json.loads((tmp_path / "again.geojson").read_text())["features"] == []  # no GPS
+    refused = tilerunner("results", job_id, "--store", store, "-o", "x.parquet", cwd=tmp_path)
+    assert refused.returncode != 0 and "end the name in .jsonl, .csv or .geojson" in refused.stderr

@@ -5,6 +5,9 @@ each square's box, and its shade (255: ``bright``, 200: ``dim``). :class:`ShadeD
 the squares with a score of their mean shade / 255 (bright about 1.0, dim about 0.78), so a
 score filter between stages keeps only the bright ones; :class:`CentreClassifier` labels a crop
 by its centre pixel, so a crop cut in the wrong place is labelled wrongly.
+:func:`mark_red` puts a red spot at the centre of some bright squares, which
+:class:`PickyClassifier` refuses (a model error for that crop alone) while its refusal file
+exists: remove the file and a retry classifies them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import ExifTags, Image
 
+from tilerunner.errors import ModelError
 from tilerunner.testing.models import bright_boxes
 
 BRIGHT, DIM, BACKGROUND = 255, 200, 20
@@ -115,3 +119,40 @@ class CentreClassifier:
             np.array([0.1, 0.9]) if tile[h // 2, w // 2].min() >= 240 else np.array([0.9, 0.1])
             for tile in tiles
         ]
+
+
+def mark_red(folder: Path, photos: list[TruthPhoto], every: int = 2) -> int:
+    """A red 8 x 8 spot at the centre of every ``every``-th bright square of the PNG photos
+    (still found by :class:`ShadeDetector`, above its 0.9 score); how many were marked."""
+    marked = seen = 0
+    for photo in photos:
+        if not photo.name.endswith(".png"):
+            continue
+        pixels = np.asarray(Image.open(folder / photo.name)).copy()
+        for x0, y0, x1, y1, shade in photo.squares:
+            if shade != BRIGHT:
+                continue
+            seen += 1
+            if seen % every:
+                continue
+            cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+            pixels[cy - 4 : cy + 4, cx - 4 : cx + 4] = (255, 0, 0)
+            marked += 1
+        Image.fromarray(pixels).save(folder / photo.name)
+    return marked
+
+
+class PickyClassifier(CentreClassifier):
+    """:class:`CentreClassifier` that refuses a crop with a red centre while ``refuse`` exists."""
+
+    def __init__(self, seconds_per_tile: str = "0", refuse: str = "refuse-red") -> None:
+        super().__init__(seconds_per_tile)
+        self.refuse = Path(refuse)
+
+    def predict(self, tiles: NDArray[np.uint8]) -> list[NDArray[np.float64]]:
+        h, w = tiles.shape[1:3]
+        centres = tiles[:, h // 2, w // 2].astype(int)
+        red = (centres[:, 0] >= 200) & (centres[:, 1] <= 80) & (centres[:, 2] <= 80)
+        if red.any() and self.refuse.exists():
+            raise ModelError("this classifier refuses red-centred crops")
+        return super().predict(tiles)

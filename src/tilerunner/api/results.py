@@ -41,6 +41,7 @@ class ResultFormat(StrEnum):
     GEOJSON = "geojson"
     GEOPARQUET = "geoparquet"
     CSV = "csv"
+    JSONL = "jsonl"  # photo jobs' records per photo
 
 
 _MEDIA = {

@@ -100,18 +100,51 @@ def submit(settings: Settings, document: Path, store_url: str | None, broker_url
 @handle_errors
 def results(settings: Settings, job_id: str, outputs: tuple[str, ...],
             thresholds: tuple[str, ...], store_url: str | None) -> None:  # fmt: skip
-    """Write the merged features of JOB_ID (finished images so far) to files."""
+    """Write the merged features of JOB_ID (finished images so far) to files; a photo job's
+    records per photo (.jsonl, .csv, .geojson)."""
     from tilerunner.coordinator import job_features
+    from tilerunner.jobs import JobSpec
     from tilerunner.outputs import check_output, writer_for
+    from tilerunner.photos.results import (
+        PHOTO_FORMATS,
+        check_photo_output,
+        photo_records,
+        write_photo_records,
+    )
     from tilerunner.store import open_store
     from tilerunner.xyz.results import apply_thresholds, map_output
     from tilerunner.xyz.thresholds import parse_threshold
 
+    def per_photo(uri: str) -> bool:  # JSON Lines: only a photo job's records
+        return PHOTO_FORMATS.get(os.path.splitext(uri)[1].lower()) == "jsonl"
+
     for uri in outputs:  # before the store is opened or any feature read
-        check_output(uri, label=f"-o {uri}")
+        if per_photo(uri):
+            check_photo_output(uri, label=f"-o {uri}")
+        else:
+            check_output(uri, label=f"-o {uri}")
     chosen = [parse_threshold(t) for t in thresholds]
     store = open_store(resolve_urls(settings, store_url, None)[0])
     _require_job(store, job_id)
+    job = store.get_job(job_id)
+    assert job is not None
+    if JobSpec.model_validate(job.spec).photos is not None:
+        formats = [check_photo_output(uri, label=f"-o {uri}") for uri in outputs]
+        if thresholds:
+            raise InvalidRequestError(
+                f"job {job_id} is a photo job: its records are per photo, not thresholded "
+                "tiles; drop --threshold"
+            )
+        records = photo_records(store, job_id)
+        for uri, fmt in zip(outputs, formats, strict=True):
+            write_photo_records(records, uri, fmt, settings.s3_endpoint_url)
+            click.echo(f"wrote {len(records)} photos to {uri}")
+        return
+    for uri in outputs:
+        if per_photo(uri):
+            raise InvalidRequestError(
+                f"-o {uri}: job {job_id} is not a photo job; write .geojson, .parquet or .csv"
+            )
     table = job_features(store, job_id, settings.gdal_env())
     hits = apply_thresholds(table, chosen) if chosen else table
     for uri in outputs:

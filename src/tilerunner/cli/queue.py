@@ -98,6 +98,7 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
     """Retry the failed (dead-lettered) regions of JOB_ID, and the tiles that failed alone
     (only those tiles are redone; their regions keep everything else)."""
     from tilerunner.coordinator import retry_failed
+    from tilerunner.jobs import JobSpec
     from tilerunner.store import open_store
 
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
@@ -108,15 +109,18 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
             f"no job {job_id!r} in the store; list jobs with 'tilerunner status'"
         )
     done = retry_failed(store, queue_factory(broker_url, settings), job_id)
+    # a photo job's items are groups of photos and crops, a raster job's regions and tiles
+    photos = JobSpec.model_validate(job.spec).photos is not None
+    items, parts = ("photo item(s)", "crop(s)") if photos else ("region(s)", "tile(s)")
     if not done.regions:
         click.echo(
-            f"requeued {done.tiles} failed tile(s) of {job_id}"
+            f"requeued {done.tiles} failed {parts} of {job_id}"
             if done.tiles
-            else f"job {job_id} has no failed regions or tiles"
+            else f"job {job_id} has no failed {items} or {parts}"
         )
         return
     click.echo(
-        f"requeued {done.regions} region(s) of {job_id} "
+        f"requeued {done.regions} {items} of {job_id} "
         f"({done.revived} from dead letters, {done.published} re-published)"
-        + (f" and {done.tiles} failed tile(s)" if done.tiles else "")
+        + (f" and {done.tiles} failed {parts}" if done.tiles else "")
     )

@@ -3,9 +3,10 @@
 Raster outputs are one feature per detection; a photo collection is read photo by photo (an
 event's camera-trap frames, a street photo's people), so each photo is one record: its id,
 event and location, and its detections, each with what every later stage said about its crop
-(``stages``, nested as deep as the pipeline goes). Every detection and stage result names the
-model and version that produced it. GeoJSON holds the photos that have a location (the
-manifest's lon/lat, else the photo's EXIF GPS) as points.
+(``stages``, nested as deep as the pipeline goes), or the error of a crop that failed alone
+(``errors``). Every detection and stage result names the model and version that produced it.
+GeoJSON holds the photos that have a location (the manifest's lon/lat, else the photo's EXIF
+GPS) as points.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from tilerunner.jobs import JobSpec
 from tilerunner.outputs import check_writable, write_output
 from tilerunner.store import Store
 
-__all__ = ["PHOTO_FORMATS", "check_photo_output", "photo_records", "write_photo_outputs"]
+__all__ = [
+    "PHOTO_FORMATS",
+    "check_photo_output",
+    "indexed_photo_records",
+    "photo_records",
+    "write_photo_outputs",
+    "write_photo_records",
+]
 
 _Write = Callable[[list[dict[str, Any]], str], None]
 PHOTO_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".geojson": "geojson"}
@@ -48,9 +56,21 @@ def check_photo_output(uri: str, fmt: str | None = None, *, label: str | None = 
     return PHOTO_FORMATS[ext]
 
 
-def photo_records(store: Store, job_id: str) -> list[dict[str, Any]]:
-    """One record per photo, in job order, with its detections and their later stages."""
-    photos, rows = store.photo_rows(job_id)
+def photo_records(
+    store: Store, job_id: str, *, after: int = -1, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """One record per photo, in job order, with its detections and their later stages; only
+    the photos whose index is above ``after`` (at most ``limit``) when paging. A crop that
+    failed alone is an ``errors`` entry (stage and message) of the detection it came from."""
+    return [record for _, record in indexed_photo_records(store, job_id, after=after, limit=limit)]
+
+
+def indexed_photo_records(
+    store: Store, job_id: str, *, after: int = -1, limit: int | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """:func:`photo_records` with each photo's index in the job (what a page cursor keeps)."""
+    photos, rows = store.photo_rows(job_id, after=after, limit=limit)
+    failed = store.crop_failures(job_id) if photos else {}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
         extra = dict(row["extra"] or {})
@@ -71,8 +91,11 @@ def photo_records(store: Store, job_id: str) -> list[dict[str, Any]]:
         children.setdefault(extra.get("parent"), []).append(node)
 
     def tree(node: dict[str, Any]) -> dict[str, Any]:
-        below = [tree(n) for n in children.get(node.pop("_key"), [])]
+        key = node.pop("_key")
+        below = [tree(n) for n in children.get(key, [])]
         node.pop("_image")
+        if key in failed:
+            node["errors"] = [{"stage": s, "error": m} for s, m in failed[key]]
         return {**node, "stages": below} if below else node
 
     per_photo: dict[int, list[dict[str, Any]]] = {}
@@ -82,20 +105,31 @@ def photo_records(store: Store, job_id: str) -> list[dict[str, Any]]:
     for photo in photos:
         meta = photo["meta"] or {}
         lon, lat = meta.get("lon"), meta.get("lat")
-        out.append(
-            {
-                "id": photo["source_id"],
-                "url": photo["url"],
-                "event": meta.get("event"),
-                "width": photo["width"],
-                "height": photo["height"],
-                "location": None if lon is None or lat is None else [lon, lat],
-                "status": photo["state"],
-                "error": photo["error"],
-                "detections": per_photo.get(photo["idx"], []),
-            }
-        )
+        record = {
+            "id": photo["source_id"],
+            "url": photo["url"],
+            "event": meta.get("event"),
+            "width": photo["width"],
+            "height": photo["height"],
+            "location": None if lon is None or lat is None else [lon, lat],
+            "status": photo["state"],
+            "error": photo["error"],
+            "detections": per_photo.get(photo["idx"], []),
+        }
+        out.append((int(photo["idx"]), record))
     return out
+
+
+def write_photo_records(
+    records: list[dict[str, Any]], uri: str, fmt: str, s3_endpoint_url: str | None = None
+) -> None:
+    """Write photo records to ``uri`` (a path or object URL) as ``fmt`` (jsonl, csv, geojson)."""
+    write = _WRITERS[fmt]
+
+    def produce(path: str) -> None:
+        write(records, path)
+
+    write_output(uri, produce, s3_endpoint_url)
 
 
 def write_photo_outputs(
@@ -103,15 +137,10 @@ def write_photo_outputs(
 ) -> tuple[int, dict[str, int], list[str]]:
     """Write every output of a photo job; (detections, labels counted, uris written)."""
     records = photo_records(store, job_id)
-    writers = {"jsonl": _jsonl, "csv": _csv, "geojson": _geojson}
     uris = []
     for output in spec.outputs:
-        write = writers[check_photo_output(output.uri, output.format)]
-
-        def produce(path: str, write: _Write = write) -> None:
-            write(records, path)
-
-        write_output(output.uri, produce, s3_endpoint_url)
+        fmt = check_photo_output(output.uri, output.format)
+        write_photo_records(records, output.uri, fmt, s3_endpoint_url)
         uris.append(output.uri)
     labels = Counter(d["label"] for r in records for d in r["detections"])
     return sum(len(r["detections"]) for r in records), dict(labels.most_common()), uris
@@ -161,3 +190,6 @@ def _geojson(records: list[dict[str, Any]], path: str) -> None:
     ]
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"type": "FeatureCollection", "features": features}, handle)
+
+
+_WRITERS: dict[str, _Write] = {"jsonl": _jsonl, "csv": _csv, "geojson": _geojson}

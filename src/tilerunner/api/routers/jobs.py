@@ -25,6 +25,7 @@ from tilerunner.api.deps import (
     SubmitCaller,
     job_of,
 )
+from tilerunner.api.photo_results import NEXT_CURSOR_HEADER, photo_results
 from tilerunner.api.results import (
     ResultFilter,
     ResultFormat,
@@ -44,11 +45,13 @@ from tilerunner.api.schemas import (
 )
 from tilerunner.coordinator import accept_job, cancel_job, job_results, job_view, retry_failed
 from tilerunner.errors import InvalidRequestError
-from tilerunner.jobs import JobState, parse_job
+from tilerunner.jobs import JobSpec, JobState, parse_job
 from tilerunner.security.urls import check_job_document
 from tilerunner.store import Store
 
 PARTIAL_HEADER = "X-Tilerunner-Partial"
+# a photo job's results are final once aggregated, as a raster job's
+_AGGREGATED = frozenset({JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED})
 
 __all__ = ["decode_cursor", "encode_cursor", "router"]
 
@@ -190,12 +193,15 @@ def errors(job_id: str, caller: ReadCaller, store: StoreDep) -> list[JobErrorIte
     response_class=StarletteResponse,
     responses={
         200: {
-            "description": "The merged features, streamed. While the job runs they are those "
-            f"of the finished images and regions so far, and {PARTIAL_HEADER} is true.",
+            "description": "The merged features, streamed (a photo job: its records per photo, "
+            f"a page at a time, the next page's cursor in {NEXT_CURSOR_HEADER}). While the job "
+            f"runs they are those of the finished images and regions so far, and "
+            f"{PARTIAL_HEADER} is true.",
             "content": {
                 "application/geo+json": {},
                 "application/vnd.apache.parquet": {},
                 "text/csv": {},
+                "application/x-ndjson": {},
             },
         }
     },
@@ -205,19 +211,40 @@ def results(
     caller: ReadCaller,
     store: StoreDep,
     settings: SettingsDep,
-    format: ResultFormat = ResultFormat.GEOJSON,
+    format: Annotated[
+        ResultFormat | None,
+        Query(
+            description="geojson (default), geoparquet or csv; photo jobs: jsonl (default), "
+            "csv or geojson."
+        ),
+    ] = None,
     min_score: Annotated[float | None, Query(ge=0.0)] = None,
     label: Annotated[list[str] | None, Query(description="Repeatable; any of them.")] = None,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Photo jobs: photos a page.")] = 100,
+    cursor: Annotated[
+        str | None, Query(description=f"Photo jobs: the {NEXT_CURSOR_HEADER} of the last page.")
+    ] = None,
 ) -> StarletteResponse:
-    """The job's merged features as GeoJSON, GeoParquet or CSV, filtered."""
-    job_of(store, caller, job_id)
+    """The job's merged features as GeoJSON, GeoParquet or CSV, filtered; a photo job's
+    records per photo as JSON Lines, CSV or GeoJSON, paged."""
+    job = job_of(store, caller, job_id)
     where = ResultFilter(
         min_score=min_score,
         labels=label_set(label),
         bbox=None if bbox is None else parse_bbox(bbox),
     )
-    found = job_results(store, job_id, settings.gdal_env())
-    response = result_response(filter_table(found.table, where), format, job_id)
-    response.headers[PARTIAL_HEADER] = "true" if found.partial else "false"
+    if JobSpec.model_validate(job.spec).photos is not None:
+        response = photo_results(store, job_id, format, where, limit, cursor)
+        partial = JobState(job.status) not in _AGGREGATED
+    else:
+        fmt = format or ResultFormat.GEOJSON
+        if fmt is ResultFormat.JSONL:
+            raise InvalidRequestError(
+                "format=jsonl is for photo jobs; ask for geojson, geoparquet or csv"
+            )
+        found = job_results(store, job_id, settings.gdal_env())
+        response = result_response(filter_table(found.table, where), fmt, job_id)
+        partial = found.partial
+    response.headers[PARTIAL_HEADER] = "true" if partial else "false"
     return response
