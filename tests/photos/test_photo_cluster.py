@@ -9,17 +9,18 @@ every bright square with exactly one stage-2 result.
 
 from __future__ import annotations
 
+import csv
+import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from photo_checks import check_photo, read_jsonl
-from tr_api import ApiServer, create_key, wait_for
-from tr_cli import cli_env
+from tr_api import ApiServer, create_key, start_worker, stop_workers, wait_for
+from tr_cli import tilerunner
 from tr_pg import pg_schema_url
 from tr_photos import make_photos
 
@@ -37,19 +38,12 @@ def cluster(tmp_path: Path) -> Iterator[tuple[ApiServer, list[subprocess.Popen[b
         try:
             yield api, workers
         finally:
-            for proc in workers:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
+            stop_workers(workers)
             api.kill()
 
 
 def _worker(api: ApiServer, *args: str) -> subprocess.Popen[bytes]:
-    log = (api.workdir / "workers.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tilerunner", "worker", "--batch-size", "3", *args],
-        cwd=api.workdir, env=cli_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    return start_worker(api, "--batch-size", "3", *args)
 
 
 def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
@@ -103,3 +97,25 @@ def test_stages_run_on_their_own_pools_and_a_killed_worker_loses_nothing(
         check_photo(record, photo, labelled=True)
     served = {w["pid"]: w["models"] for w in user.get("/v1/workers").json()}
     assert served[workers[-1].pid] == ["cls"] and served[workers[1].pid] == ["det"]
+
+    # the same records from serve's PostgreSQL store: over HTTP a page at a time, and by
+    # ``tilerunner results`` in each per-photo format
+    paged, cursor = [], None
+    while True:
+        params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        page = user.get(f"/v1/jobs/{job_id}/results", params=params)
+        assert page.status_code == 200 and page.headers["X-Tilerunner-Partial"] == "false"
+        paged += [json.loads(line) for line in page.text.splitlines()]
+        cursor = page.headers.get("X-Tilerunner-Next-Cursor")
+        if cursor is None:
+            break
+    assert paged == records
+    done = tilerunner(
+        "results", job_id, "--store", api.store_url, "-o", "again.jsonl", "-o", "again.csv",
+        "-o", "again.geojson", cwd=api.workdir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert read_jsonl(api.workdir / "again.jsonl") == records
+    with (api.workdir / "again.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == sum(max(1, len(t.squares)) for t in truth)
+    assert json.loads((api.workdir / "again.geojson").read_text())["type"] == "FeatureCollection"

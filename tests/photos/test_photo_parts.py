@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tr_pg import pg_schema_url
+from tr_stores import store_url  # noqa: F401 - fixture
 
 from tilerunner.errors import InvalidRequestError, SourceError
 from tilerunner.jobs import parse_job
@@ -162,17 +162,11 @@ def test_a_padded_crop_stays_inside_the_photo() -> None:
 
 
 # ------------------------------------------------------------------ store
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-        yield opened
-        opened.engine.dispose()
-        return
-    with pg_schema_url() as url:
-        opened = open_store(url)
-        yield opened
-        opened.engine.dispose()
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:  # noqa: F811 - the fixture it uses
+    opened = open_store(store_url)
+    yield opened
+    opened.engine.dispose()
 
 
 def _detections(images: list[int], scores: list[float], stage: int = 0) -> FeatureRows:

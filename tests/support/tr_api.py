@@ -1,4 +1,5 @@
-"""A real ``tilerunner serve`` process on a free loopback port, and keys made with the CLI."""
+"""A real ``tilerunner serve`` process on a free loopback port, keys made with the CLI, and
+``tilerunner worker`` processes beside it."""
 
 from __future__ import annotations
 
@@ -89,3 +90,20 @@ class ApiServer:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
+
+
+def start_worker(api: ApiServer, *args: str) -> subprocess.Popen[bytes]:
+    """``tilerunner worker ARGS`` in the server's folder, its output added to workers.log."""
+    log = (api.workdir / "workers.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "tilerunner", "worker", *args],
+        cwd=api.workdir, env=cli_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL every worker still running and reap them all."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)

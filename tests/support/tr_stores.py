@@ -3,38 +3,11 @@ SQLite file and, when the server is reachable, a fresh PostgreSQL schema, droppe
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-POSTGRES_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/tilerunner_test"
-
-
-def _postgres_admin_url() -> str:
-    """The test database (created if missing) as a libpq URL; skips when unreachable."""
-    psycopg = pytest.importorskip("psycopg")
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    url = os.environ.get("TILERUNNER_TEST_POSTGRES_URL", POSTGRES_URL_DEFAULT)
-    dbname = str(conninfo_to_dict(url).get("dbname", "postgres"))
-    try:
-        with psycopg.connect(make_conninfo(url, dbname="postgres", connect_timeout=3)) as conn:
-            conn.autocommit = True
-            if not conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
-            ).fetchone():
-                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(f'CREATE DATABASE "{dbname}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(
-            f"PostgreSQL at {url} is not reachable ({exc}); start it or set "
-            "TILERUNNER_TEST_POSTGRES_URL"
-        )
-    return url
+from tr_pg import pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -42,15 +15,5 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    import psycopg
-
-    url = _postgres_admin_url()
-    schema = f"trs_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        base = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema_url() as url:
+        yield url

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tr_api import ApiServer, create_key, wait_for
-from tr_cli import cli_env, pixel_boxes
+from tr_api import ApiServer, create_key, start_worker, stop_workers, wait_for
+from tr_cli import pixel_boxes
 from tr_scenes import make_scene
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,22 +33,17 @@ def system(tmp_path: Path) -> Iterator[tuple[ApiServer, list[subprocess.Popen[by
     try:
         yield api, workers
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+        stop_workers(workers)
         api.kill()
 
 
 def _start_worker(api: ApiServer, token: str, truth_csv: Path) -> subprocess.Popen[bytes]:
     """A worker slow enough (a quarter second a tile: about 10 s of work each for two) that its
     heartbeats, every third of the 5 s lease, see it holding leases."""
-    log = (api.workdir / "workers.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tilerunner", "worker", "--api", api.url, "--token", token,
-         "--model", "det=tr_slow:SlowTruthDetector", "--model-param", f"truth={truth_csv}",
-         "--model-param", "seconds_per_tile=0.25", "--batch-size", "2"],
-        cwd=api.workdir, env=cli_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    return start_worker(
+        api, "--api", api.url, "--token", token, "--model", "det=tr_slow:SlowTruthDetector",
+        "--model-param", f"truth={truth_csv}", "--model-param", "seconds_per_tile=0.25",
+        "--batch-size", "2",
     )  # fmt: skip
 
 

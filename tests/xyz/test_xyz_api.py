@@ -12,17 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import socket
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tr_api import ApiServer, create_key, wait_for
-from tr_cli import cli_env
+from tr_api import ApiServer, create_key, start_worker, stop_workers, wait_for
+from tr_pg import pg_schema_url
 from tr_tile_models import brightness, pixels
 
 from tilerunner.testing.tile_server import TileServer
@@ -30,41 +27,21 @@ from tilerunner.xyz.tiles import Tile
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.timeout(300)]
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_DB = "tilerunner_test"
 TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
 
 
 @pytest.fixture
 def pg_store() -> Iterator[str]:
     """A fresh schema of the test database, as a store URL."""
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
-    except OSError as error:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable ({error})")
-    import psycopg
-
-    schema = f"x_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).fetchone():
-            conn.execute(f"CREATE DATABASE {PG_DB}")
-    url = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema_url() as url:
+        yield url
 
 
 def _worker(api: ApiServer, token: str) -> subprocess.Popen[bytes]:
-    log = (api.workdir / "workers.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tilerunner", "worker", "--api", api.url, "--token", token,
-         "--model", "cls=tr_tile_models:BrightnessClassifier",
-         "--model-param", "seconds_per_tile=0.4", "--batch-size", "2"],
-        cwd=api.workdir, env=cli_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    return start_worker(
+        api, "--api", api.url, "--token", token,
+        "--model", "cls=tr_tile_models:BrightnessClassifier",
+        "--model-param", "seconds_per_tile=0.4", "--batch-size", "2",
     )  # fmt: skip
 
 
@@ -111,10 +88,7 @@ def test_http_workers_run_a_tile_job_and_a_killed_one_loses_and_doubles_nothing(
 
             job = wait_for(final, 180, f"job {job_id} finished", every=0.3)
         finally:
-            for proc in workers:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
+            stop_workers(workers)
             api.kill()
     assert job["status"] == "succeeded", job
     assert job["counts"]["tiles"]["done"] == len(tiles) == 16
