@@ -1,18 +1,21 @@
 """Settings: one validated object, built by the entry points and passed down.
 
-Values come from ``TILERUNNER_*`` environment variables (e.g. ``TILERUNNER_CACHE_DIR``); a bad
-value stops the program at start with a message naming the variable, never a silent default.
+Values come from ``TILERUNNER_*`` environment variables (e.g. ``TILERUNNER_CACHE_DIR``, the
+name in any case); a bad value stops the program at start with a message naming the variable,
+never a silent default. A plain pydantic model reads them (:func:`_from_environment`): every
+command and worker process builds the settings first, and pydantic-settings' import (asyncio,
+pydantic's dataclasses, its many sources) cost each of them more than the rest of the model.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tilerunner.errors import InvalidRequestError
 from tilerunner.security.urls import UrlPolicy, parse_allowed_host
@@ -24,8 +27,29 @@ if TYPE_CHECKING:  # imported when asked for: GDAL's import costs every command'
 __all__ = ["Settings", "load_settings"]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TILERUNNER_", extra="ignore", frozen=True)
+_PREFIX = "TILERUNNER_"
+
+
+def _from_environment() -> dict[str, str]:
+    """The ``TILERUNNER_*`` variables that name a setting, by field name (names in any case)."""
+    fields = Settings.model_fields
+    found: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if (
+            name[: len(_PREFIX)].upper() == _PREFIX
+            and (field := name[len(_PREFIX) :].lower()) in fields
+        ):
+            found[field] = value
+    return found
+
+
+class Settings(BaseModel):
+    """The settings: ``TILERUNNER_*`` environment variables, overridden by keyword arguments."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(), **values})
 
     store_url: str = "sqlite:///tilerunner-state.db"
     """State database for serve/worker/submit/status/... (``--store`` overrides it)."""
@@ -68,16 +92,16 @@ class Settings(BaseSettings):
     log_json: bool = False
     # What a client may name in a job document in server mode (docs/security.md); the lists
     # are comma-separated (``TILERUNNER_ALLOWED_HOSTS=*.internal.example,10.0.0.0/8``) or JSON.
-    allowed_source_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.source_schemes
+    allowed_source_schemes: tuple[str, ...] = UrlPolicy.source_schemes
     """URL schemes a client may use for sources (local paths: ``allowed_local_roots``)."""
-    allowed_output_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.output_schemes
+    allowed_output_schemes: tuple[str, ...] = UrlPolicy.output_schemes
     """URL schemes a client may use for outputs (local paths: ``allowed_local_roots``)."""
-    allowed_callback_schemes: Annotated[tuple[str, ...], NoDecode] = UrlPolicy.callback_schemes
+    allowed_callback_schemes: tuple[str, ...] = UrlPolicy.callback_schemes
     """URL schemes a client may use for its callback."""
-    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_hosts: tuple[str, ...] = ()
     """Host name patterns (``*.internal.example``), addresses or CIDR blocks (``10.0.0.0/8``)
     a client may name although they are loopback, link-local or private."""
-    allowed_local_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    allowed_local_roots: tuple[Path, ...] = ()
     """Absolute folders inside which a client may name local paths and file:// URLs."""
     max_sources_per_job: int = Field(default=UrlPolicy.max_sources_per_job, ge=1)
     """Most sources one job may list (and its folders and patterns expand to)."""
@@ -112,6 +136,11 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("xyz_headers", mode="before")
+    @classmethod
+    def _decode_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("allowed_source_schemes", "allowed_output_schemes", "allowed_callback_schemes")
     @classmethod

@@ -35,11 +35,13 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from tilerunner.errors import RefusedUrlError
-from tilerunner.jobs.spec import JobSpec
+
+if TYPE_CHECKING:  # the job models (pydantic) are not needed to build the settings' policy
+    from tilerunner.jobs.spec import JobSpec
 
 __all__ = [
     "Resolver",
