@@ -7,7 +7,7 @@ Times, as a user sees them (wall clock of the whole process, median of ``--repea
 * ``status_new``: ``tilerunner status --store sqlite:///<new file>`` (creates it at head);
 * ``status_existing``: the same on a store that exists already (at the newest schema, no jobs);
 * ``status_floor``: a bare interpreter importing only the libraries ``status`` cannot do
-  without (click, pydantic-settings, SQLAlchemy, rich), for comparison;
+  without (click, pydantic for the settings, rich for the table), for comparison;
 * ``run``: ``tilerunner run`` of the test model ``tilerunner.testing.models:TruthDetector``
   (or ``--model``) over a one-tile 512 x 512 GeoTIFF (2 boxes), each time with a new
   ``--state``;
@@ -73,7 +73,7 @@ started = time.perf_counter()
 load_model(spec, params, name="model")
 print(f"model_load_s {time.perf_counter() - started:.4f}")
 """
-_FLOOR = "import click, pydantic_settings, sqlalchemy, rich.console, rich.table"
+_FLOOR = "import click, pydantic, rich.console, rich.table"
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
 _MIGRATED = re.compile(r"migrated the state database to head in ([\d.]+) s")
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$")

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect
 from test_repository import store_url  # noqa: F401 - fixture
 
-from tilerunner.store import database, open_engine, upgrade
+from tilerunner.store import database, open_engine, revisions, upgrade
 from tilerunner.store.database import _MIGRATIONS, head_revision, schema_revisions
 from tilerunner.store.tables import metadata
 
@@ -153,5 +153,5 @@ def test_head_is_read_only_from_plain_scripts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bodies: list[str], head: str | None
 ) -> None:
     _scripts(tmp_path, *bodies)
-    monkeypatch.setattr(database, "_MIGRATIONS", tmp_path)
+    monkeypatch.setattr(revisions, "MIGRATIONS", tmp_path)
     assert head_revision() == head

@@ -44,16 +44,21 @@ def status_command(
     from tilerunner.store import open_store
 
     store_url = resolve_urls(settings, store_url, None)[0]
-    store = open_store(store_url)
     if job_id is None:
         from rich.console import Console
         from rich.table import Table
 
+        from tilerunner.store.sqlite_jobs import list_jobs
+
+        # a SQLite file at the newest schema is read without SQLAlchemy; any other, the store's way
+        listed = list_jobs(store_url)
+        jobs = open_store(store_url).list_jobs() if listed is None else listed
         table = Table("job", "name", "status", "regions")
-        for listed in store.list_jobs():
-            table.add_row(listed.id, listed.name or "", listed.status, str(listed.regions_total))
+        for job in jobs:
+            table.add_row(job.id, job.name or "", job.status, str(job.regions_total))
         Console().print(table)
         return
+    store = open_store(store_url)
     from tilerunner.coordinator import job_view
 
     document = job_view(store, job_id)

@@ -9,8 +9,6 @@ lock. A database already at the newest revision is recognised with one query, wi
 
 from __future__ import annotations
 
-import ast
-import functools
 import logging
 import time
 from pathlib import Path
@@ -22,13 +20,13 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from tilerunner.errors import InvalidRequestError, StoreError
+from tilerunner.store.revisions import MIGRATIONS as _MIGRATIONS
+from tilerunner.store.revisions import VERSION_TABLE as _VERSION_TABLE
+from tilerunner.store.revisions import head_revision
 
 __all__ = ["head_revision", "open_engine", "schema_revisions", "sqlite_path", "upgrade"]
 
 log = logging.getLogger(__name__)
-
-_MIGRATIONS = Path(__file__).parent / "migrations"
-_VERSION_TABLE = "alembic_version"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -79,44 +77,6 @@ def open_engine(url: str) -> Engine:
 
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant unique to us).
 _MIGRATION_LOCK = 0x7452_4D49_4752  # "tRMIGR"
-
-
-@functools.cache
-def head_revision() -> str | None:
-    """The newest migration's revision id, read from the version scripts without importing
-    them; None when it cannot be told for certain (then :func:`upgrade` asks Alembic).
-
-    Every script must assign ``revision`` and ``down_revision`` plain string literals (or
-    ``None``), as Alembic's template writes them, and exactly one revision must be no other's
-    parent; anything else (a merge, a script written differently) gives None.
-    """
-    parents: dict[str, str | None] = {}
-    for script in sorted((_MIGRATIONS / "versions").glob("*.py")):
-        values: dict[str, object] = {}
-        for node in ast.parse(script.read_text(encoding="utf-8")).body:
-            target, value = _assignment(node)
-            if target in ("revision", "down_revision"):
-                try:
-                    values[target] = ast.literal_eval(value) if value is not None else None
-                except ValueError:
-                    return None
-        revision, parent = values.get("revision"), values.get("down_revision", ...)
-        if not isinstance(revision, str) or not (parent is None or isinstance(parent, str)):
-            return None
-        if revision in parents:
-            return None
-        parents[revision] = parent
-    heads = set(parents) - {p for p in parents.values() if p is not None}
-    return heads.pop() if len(heads) == 1 else None
-
-
-def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1:
-        target = node.targets[0]
-        return (target.id if isinstance(target, ast.Name) else None), node.value
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return node.target.id, node.value
-    return None, None
 
 
 def schema_revisions(engine: Engine) -> set[str]:
