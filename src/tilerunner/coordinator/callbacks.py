@@ -32,10 +32,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ValidationError
 
 from tilerunner import __version__
@@ -48,6 +47,9 @@ from tilerunner.outputs import geojson_features
 from tilerunner.security.urls import UrlPolicy, check_callback_url
 from tilerunner.store import Store
 from tilerunner.store.outbox import CALLBACK, CallbackDelivery, progress_kind
+
+if TYPE_CHECKING:  # httpx is imported at the first delivery: its import is not cheap
+    import httpx
 
 __all__ = [
     "BODY_SHAPES",
@@ -177,10 +179,7 @@ class CallbackDispatcher:
             return 0
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="callback")
-        if self._client is None:
-            self._client = httpx.Client(
-                timeout=self.timeout, follow_redirects=False, transport=self._transport
-            )
+        self._open_client()
         for item in items:
             with self._idle:
                 self._in_flight += 1
@@ -254,14 +253,22 @@ class CallbackDispatcher:
             self.store.callback_retry(item, self.owner, f"{message}; next in {delay:.1f} s", delay)
         return ok
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
-        """(what happened, whether it was a 2xx); the answer's body is never read."""
-        if self._client is None:  # deliver() called directly, not through dispatch()
+    def _open_client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
             self._client = httpx.Client(
                 timeout=self.timeout, follow_redirects=False, transport=self._transport
             )
+        return self._client
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
+        """(what happened, whether it was a 2xx); the answer's body is never read."""
+        import httpx
+
+        client = self._open_client()  # deliver() may be called directly, not through dispatch()
         try:
-            with self._client.stream("POST", url, content=body, headers=headers) as response:
+            with client.stream("POST", url, content=body, headers=headers) as response:
                 return f"HTTP {response.status_code}", response.is_success
         except (httpx.HTTPError, httpx.InvalidURL) as error:
             return f"{type(error).__name__}: {error}"[:300], False

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from tilerunner.errors import InvalidRequestError
 from tilerunner.models.contract import LoadedModel
 
@@ -79,6 +77,8 @@ def load_efficientnet_lite0(
         },
         "output": {"decoding": "classify", "softmax": True},
     }
+    import yaml  # only when exporting, not when the zoo's table is read
+
     model_path.with_suffix(".yaml").write_text(yaml.safe_dump(card), encoding="utf-8")
     loaded = load_onnx_model(model_path, params, name=name)
     return replace(loaded, spec=f"zoo:{_NAME}")

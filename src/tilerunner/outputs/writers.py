@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import os
 import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from tilerunner.errors import InvalidRequestError, RetryableError
-from tilerunner.outputs.csv import write_csv
-from tilerunner.outputs.geojson import write_geojson
-from tilerunner.outputs.geoparquet import write_geoparquet
-from tilerunner.outputs.table import FeatureTable
+
+if TYPE_CHECKING:
+    from tilerunner.outputs.table import FeatureTable
 
 __all__ = [
     "FORMATS",
@@ -44,11 +44,22 @@ class _LocalWriter(Protocol):
     def __call__(self, table: FeatureTable, path: str, crs_wkt: str | None = None) -> None: ...
 
 
+def _imported_on_use(module: str, name: str) -> _LocalWriter:
+    """``module.name``, imported at its first call: checking an output's name needs no writer,
+    and a GeoJSON run needs neither pyarrow nor shapely."""
+
+    def write(table: FeatureTable, path: str, crs_wkt: str | None = None) -> None:
+        writer: _LocalWriter = getattr(importlib.import_module(module), name)
+        writer(table, path, crs_wkt)
+
+    return write
+
+
 #: Output format name -> function writing a local file.
 FORMATS: dict[str, _LocalWriter] = {
-    "geojson": write_geojson,
-    "geoparquet": write_geoparquet,
-    "csv": write_csv,
+    "geojson": _imported_on_use("tilerunner.outputs.geojson", "write_geojson"),
+    "geoparquet": _imported_on_use("tilerunner.outputs.geoparquet", "write_geoparquet"),
+    "csv": _imported_on_use("tilerunner.outputs.csv", "write_csv"),
 }
 _EXTENSIONS = {
     ".geojson": "geojson",

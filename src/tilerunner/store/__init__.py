@@ -7,8 +7,9 @@ imported without it, which keeps ``tilerunner status`` quick.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tilerunner.lazy import exports_on_use
 
 if TYPE_CHECKING:
     from tilerunner.store.database import open_engine, sqlite_path, upgrade
@@ -62,13 +63,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports_on_use(__name__, _HOMES)
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:
