@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -16,8 +17,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tilerunner.coordinator import AggregateResult
 from tilerunner.store import Counts, Store
+
+if TYPE_CHECKING:  # the aggregator (GDAL, merging, georeferencing) is not needed to show progress
+    from tilerunner.coordinator import AggregateResult
 
 __all__ = ["JobProgress", "print_summary"]
 

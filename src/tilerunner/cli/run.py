@@ -299,7 +299,7 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     for uri in feature_outputs:  # before the model is loaded
         check_output(uri, label=f"-o {uri}")
     from tilerunner.cli.progress import print_summary
-    from tilerunner.coordinator import aggregate_job, process_outbox, submit_job
+    from tilerunner.coordinator import submit_job
     from tilerunner.imagery import expand_sources
     from tilerunner.jobs import JobState
     from tilerunner.models import load_model
@@ -346,6 +346,8 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
     _process(store, queue_for, job_id, pool, state_path, quiet)
     log.debug("run: every region finished; aggregating")
+    from tilerunner.coordinator import aggregate_job, process_outbox
+
     env = settings.gdal_env()
     result = process_outbox(
         store, f"run-{os.getpid()}", env, settings.s3_endpoint_url, job_id=job_id
@@ -388,6 +390,11 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool, s
         return
     pool.release(job_id)
     log.debug("run: workers released on job %s", job_id)
+    # Until now the workers waited on this process; from now on it waits on them. What only
+    # aggregating needs (georeferencing, merging, the output's CRS) is imported here, in that
+    # wait, instead of before planning.
+    import tilerunner.coordinator.aggregator  # noqa: F401
+
     last_sweep = time.monotonic()
     poll = _FIRST_POLL
     try:
