@@ -55,7 +55,8 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "results": CommandEntry(
         "tilerunner.cli.jobs:results",
-        "Write the merged features of JOB_ID (finished images so far) to files.",
+        "Write the merged features of JOB_ID (finished images so far) to files; a photo job's "
+        "records per photo (.jsonl, .csv, .geojson).",
     ),
     "run": CommandEntry(
         "tilerunner.cli.run:run",
