@@ -5,8 +5,9 @@ what is left are the model's own duplicates and objects larger than the overlap,
 tiles. This module removes those, at any scale and deterministically:
 
 * **Scale.** No ``N x N`` matrix and no pass over all pairs. A Sort-Tile-Recursive tree (shapely
-  ``STRtree``) finds every pair of boxes whose extents meet in one vectorised query; for
-  axis-aligned boxes extent overlap *is* overlap, so no geometric predicate is needed. The greedy
+  ``STRtree``) finds every pair of boxes whose extents meet in vectorised queries, one strip of
+  boxes at a time so that memory stays bounded; for axis-aligned boxes extent overlap *is*
+  overlap, so no geometric predicate is needed. The greedy
   passes then walk per-box neighbour lists stored as CSR arrays, so the cost follows the number of
   overlapping pairs, not the square of the number of boxes.
 * **Determinism.** Boxes are processed in the order ``(score desc, x0, y0, x1, y1, label)`` and
@@ -151,15 +152,38 @@ def _priority(box: Floats, score: Floats, label: Ints) -> Ints:
     return order
 
 
+#: Boxes whose overlaps one spatial index answers at a time (see :func:`_overlapping_pairs`).
+STRIP_BOXES = 100_000
+
+
 def _overlapping_pairs(box: Floats, label: Ints, params: MergeParams) -> tuple[Ints, Ints, Floats]:
     """Pairs ``(i, j)`` with ``i < j`` that overlap with positive area, and their metric.
 
     Grouped by ``i`` (the order inside a group does not matter to any method). Indices are
     priorities, since the boxes arrive in priority order.
+
+    Memory stays bounded at any n: boxes are ranked by ``(y0, index)`` and cut into strips of
+    :data:`STRIP_BOXES` ranks. Each strip's boxes query a tree of only the boxes that can reach
+    them (lower rank, extent down into the strip), and a pair is kept where its higher-ranked box
+    lives, so every pair is found exactly once and no more than one strip's shapely boxes exist.
     """
     x0, y0, x1, y1 = (np.ascontiguousarray(box[:, k]) for k in range(4))
-    geoms = shapely.box(x0, y0, x1, y1)
-    first, second = shapely.STRtree(geoms).query(geoms)  # envelope overlap: exact for boxes
+    by_rank = np.argsort(y0, kind="stable").astype(np.int64)
+    firsts, seconds = [], []
+    for start in range(0, by_rank.size, STRIP_BOXES):
+        owners = by_rank[start : start + STRIP_BOXES]
+        earlier = by_rank[:start]
+        reaching = earlier[y1[earlier] > y0[owners[0]]]  # only these can meet a box of the strip
+        near = np.concatenate([reaching, owners])
+        tree = shapely.STRtree(shapely.box(x0[near], y0[near], x1[near], y1[near]))
+        query, hit = tree.query(shapely.box(x0[owners], y0[owners], x1[owners], y1[owners]))
+        # hit ranks below the query's: reaching boxes all rank lower; owners by position
+        lower = (hit < reaching.size) | (hit - reaching.size < query)
+        a, b = owners[query[lower]], near[hit[lower]]
+        firsts.append(np.minimum(a, b))
+        seconds.append(np.maximum(a, b))
+    first = np.concatenate(firsts) if firsts else np.empty(0, np.int64)
+    second = np.concatenate(seconds) if seconds else np.empty(0, np.int64)
     keep = first < second
     if not params.class_agnostic:
         keep &= label[first] == label[second]
@@ -176,7 +200,7 @@ def _overlapping_pairs(box: Floats, label: Ints, params: MergeParams) -> tuple[I
         overlap = inter / (area[first] + area[second] - inter)
     else:
         overlap = inter / np.minimum(area[first], area[second])
-    if first.size and not (first[1:] >= first[:-1]).all():  # the tree answers grouped; be sure
+    if first.size and not (first[1:] >= first[:-1]).all():  # strips answer out of order
         grouped = np.argsort(first, kind="stable")
         first, second, overlap = first[grouped], second[grouped], overlap[grouped]
     return first, second, overlap
