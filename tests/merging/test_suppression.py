@@ -300,7 +300,7 @@ def test_strips_of_boxes_find_the_same_pairs_as_one_index(
     whole = merge(boxes, scores, labels, params)
     monkeypatch.setattr(suppression, "STRIP_BOXES", strip)
     strips = merge(boxes, scores, labels, params)
-    assert len(whole) < n
+    assert len(whole) < n or (whole.scores < scores[whole.source]).any()  # something merged
     assert np.array_equal(strips.source, whole.source)
     assert np.array_equal(strips.boxes, whole.boxes)
     assert np.allclose(strips.scores, whole.scores)
