@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from tr_stores import store_url  # noqa: F401 - fixture, also imported by the other store tests
 
 from tilerunner.jobs import JobState
 from tilerunner.store import FeatureRows, ImagePlan, Store, open_store
+from tilerunner.store.outbox import ClaimKeeper
 from tilerunner.store.tables import outbox
 
 
@@ -95,6 +97,34 @@ def test_expired_outbox_claim_is_taken_over(store: Store) -> None:
     now[0] += 11
     taken = store.claim_outbox("b", lease_seconds=10)
     assert taken is not None and taken.job_id == "j1"
+
+
+def test_a_long_transaction_of_the_work_extends_its_own_claim(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the keeper's thread would wait on the transaction's lock; the transaction renews instead
+    now = [1000.0]
+    store = Store(store.engine, clock=lambda: now[0])
+    _plan(store)
+    store.complete_region("j1", 0, 0, _rows(1))
+    store.complete_region("j1", 0, 1, _rows(1))
+    item = store.claim_outbox("agg", lease_seconds=0.3)
+    assert item is not None
+    until = select(outbox.c.claimed_until).where(outbox.c.id == item.id)
+    with (
+        ClaimKeeper(store, item, "agg", 0.3) as keeper,
+        keeper.within() as renew,
+        store.engine.begin() as conn,  # the work's own long transaction
+    ):
+        conn.execute(update(outbox).where(outbox.c.id == item.id).values(attempts=1))
+        now[0] = 2000.0
+        deadline = time.monotonic() + 30
+        while conn.execute(until).scalar_one() < 2000.0 and time.monotonic() < deadline:
+            renew(conn)
+    with store.engine.begin() as conn:
+        assert conn.execute(until).scalar_one() == pytest.approx(2000.3)
+    assert not keeper.lost
+    assert "cannot extend" not in caplog.text
 
 
 def test_guarded_transitions_never_resurrect_a_finished_job(store: Store) -> None:

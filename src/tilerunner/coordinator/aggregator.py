@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from tilerunner.coordinator.results import (
@@ -55,9 +56,15 @@ class AggregateResult:
 
 
 def aggregate_job(
-    store: Store, job_id: str, env: GdalEnv | None = None, s3_endpoint_url: str | None = None
+    store: Store,
+    job_id: str,
+    env: GdalEnv | None = None,
+    s3_endpoint_url: str | None = None,
+    keeper: ClaimKeeper | None = None,
 ) -> AggregateResult:
-    """Merge, write every output, set the final state. Safe to repeat (outputs are replaced)."""
+    """Merge, write every output, set the final state. Safe to repeat (outputs are replaced).
+
+    ``keeper``: the claim on the aggregation, extended inside its long transactions."""
     job = store.get_job(job_id)
     if job is None:
         raise LookupError(job_id)
@@ -75,7 +82,7 @@ def aggregate_job(
         uris, statistics = aggregate_segment(store, job_id, spec, env, s3_endpoint_url)
         n_features, labels = 0, {s.label: s.pixels for s in statistics}
     else:
-        n_features, labels, uris = _write_rasters(store, job_id, spec, env, s3_endpoint_url)
+        n_features, labels, uris = _write_rasters(store, job_id, spec, env, s3_endpoint_url, keeper)
     store.set_outputs(job_id, uris)
     counts = store.counts(job_id)
     # photos: some photo gave its results; rasters: some tile gave its features
@@ -96,16 +103,24 @@ def aggregate_job(
 
 
 def _write_rasters(
-    store: Store, job_id: str, spec: JobSpec, env: GdalEnv | None, s3_endpoint_url: str | None
+    store: Store,
+    job_id: str,
+    spec: JobSpec,
+    env: GdalEnv | None,
+    s3_endpoint_url: str | None,
+    keeper: ClaimKeeper | None,
 ) -> tuple[int, dict[str, int], list[str]]:
     """Merge per image, store the results, write the outputs; (features, labels, uris)."""
     started = time.perf_counter()
     per_image = [
-        (i, t) for i, t in merged_features(store, job_id, spec, env, finished=True) if len(t)
+        (i, t)
+        for i, t in merged_features(store, job_id, spec, env, finished=True, keeper=keeper)
+        if len(t)
     ]
     table = FeatureTable.concat(t for _, t in per_image) if per_image else FeatureTable.empty()
     merged = time.perf_counter()
-    store.replace_results(job_id, [table_results(i, t) for i, t in per_image])
+    with keeper.within() if keeper is not None else nullcontext(None) as renew:
+        store.replace_results(job_id, [table_results(i, t) for i, t in per_image], renew)
     stored = time.perf_counter()
     uris = []
     for output in spec.outputs:
@@ -137,7 +152,7 @@ def process_outbox(
     item = store.claim_outbox(owner, claim_seconds, job_id=job_id)
     if item is None:
         return None
-    with ClaimKeeper(store, item, owner, claim_seconds):
-        result = aggregate_job(store, item.job_id, env, s3_endpoint_url)
+    with ClaimKeeper(store, item, owner, claim_seconds) as keeper:
+        result = aggregate_job(store, item.job_id, env, s3_endpoint_url, keeper)
     store.finish_outbox(item)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from tilerunner.jobs import ImageState, JobSpec, JobState
 from tilerunner.merging import MergeParams, merge
 from tilerunner.outputs import FeatureTable
 from tilerunner.store import FeatureRows, ImageRecord, ImageResults, Store
+from tilerunner.store.outbox import ClaimKeeper
 
 __all__ = [
     "JobResults",
@@ -67,10 +69,16 @@ def _georeferencer(image: ImageRecord, env: GdalEnv | None) -> Georeferencer | N
 
 
 def image_features(
-    store: Store, image: ImageRecord, spec: JobSpec, env: GdalEnv | None = None
+    store: Store,
+    image: ImageRecord,
+    spec: JobSpec,
+    env: GdalEnv | None = None,
+    keeper: ClaimKeeper | None = None,
 ) -> FeatureTable:
-    """The merged, georeferenced features of one image (of its finished regions so far)."""
-    rows = store.features(image.job_id, image.idx)
+    """The merged, georeferenced features of one image (of its finished regions so far);
+    ``keeper``: the aggregation's claim, extended while the features are read."""
+    with keeper.within() if keeper is not None else nullcontext(None) as renew:
+        rows = store.features(image.job_id, image.idx, renew)
     merged = merge(rows.boxes, rows.scores, rows.class_ids, merge_params(spec))
     n = len(merged.scores)
     rings = None
@@ -95,7 +103,7 @@ def image_features(
         class_id=merged.labels,
         score=merged.scores,
         pixel_bbox=merged.boxes,
-        geometry=[rings[i] for i in range(n)] if rings is not None else [None] * n,
+        geometry=rings if rings is not None else [None] * n,
         extra=extra,
     )
 
@@ -106,12 +114,18 @@ def _concat(tables: Sequence[FeatureTable]) -> FeatureTable:
 
 
 def merged_features(
-    store: Store, job_id: str, spec: JobSpec, env: GdalEnv | None = None, *, finished: bool
+    store: Store,
+    job_id: str,
+    spec: JobSpec,
+    env: GdalEnv | None = None,
+    *,
+    finished: bool,
+    keeper: ClaimKeeper | None = None,
 ) -> list[tuple[int, FeatureTable]]:
     """``(image idx, features)`` per image: of finished images only, or (``finished=False``)
     of every image with a finished region."""
     return [
-        (image.idx, image_features(store, image, spec, env))
+        (image.idx, image_features(store, image, spec, env, keeper))
         for image in store.images(job_id)
         if image.state == ImageState.DONE or (not finished and image.state == ImageState.PENDING)
     ]
@@ -131,7 +145,7 @@ def table_results(image_idx: int, table: FeatureTable) -> ImageResults:
         labels=list(table.label),
         extra=extra,
     )
-    return ImageResults(image_idx, rows, list(table.geometry))
+    return ImageResults(image_idx, rows, table.geometry)
 
 
 def _stored_table(store: Store, job_id: str) -> FeatureTable:

@@ -6,8 +6,10 @@ filtering by score and handing columns to pyarrow stay vectorised. Each writer t
 table into its format; a feature is the row ``i`` across all columns.
 
 ``geometry[i]`` is a closed ring ``[K, 2]`` (lon/lat unless the writer is told another CRS), or
-``None`` for images without georeferencing. ``extra`` holds optional per-feature columns such as
-``z``/``x``/``y`` for XYZ tiles or ``scores`` lists for classification.
+``None`` for images without georeferencing. Boxes keep their rings as one ``[N, 5, 2]`` array
+(80 bytes a feature), not as a list of arrays (an object of its own per feature). ``extra``
+holds optional per-feature columns such as ``z``/``x``/``y`` for XYZ tiles or ``scores`` lists
+for classification.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import InvalidRequestError
 
-__all__ = ["FeatureTable"]
+__all__ = ["FeatureTable", "Geometry"]
+
+Geometry = Sequence[NDArray[np.float64] | None] | NDArray[np.float64]
+"""A geometry column: one ring ``[K, 2]`` or None per feature, or one ``[N, K, 2]`` array."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class FeatureTable:
     class_id: NDArray[np.int64]
     score: NDArray[np.float64]
     pixel_bbox: NDArray[np.float64]
-    geometry: Sequence[NDArray[np.float64] | None]
+    geometry: Geometry
     extra: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -43,6 +48,10 @@ class FeatureTable:
         bbox = np.asarray(self.pixel_bbox, dtype=np.float64)
         object.__setattr__(self, "pixel_bbox", bbox.reshape(-1, 4) if bbox.size == 0 else bbox)
         object.__setattr__(self, "extra", dict(self.extra))
+        if isinstance(self.geometry, np.ndarray) and self.geometry.ndim != 3:
+            raise InvalidRequestError(
+                f"geometry array has shape {self.geometry.shape}; it must be [N, K, 2] rings"
+            )
         n = len(self.image)
         lengths = {
             "label": len(self.label),
@@ -85,6 +94,8 @@ class FeatureTable:
         parts = list(tables)
         if not parts:
             return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
         keys = list(parts[0].extra)
         for part in parts[1:]:
             if set(part.extra) != set(keys):
@@ -98,12 +109,26 @@ class FeatureTable:
             class_id=np.concatenate([p.class_id for p in parts]),
             score=np.concatenate([p.score for p in parts]),
             pixel_bbox=np.concatenate([p.pixel_bbox for p in parts]),
-            geometry=[g for p in parts for g in p.geometry],
+            geometry=_concat_geometry([p.geometry for p in parts]),
             extra={k: [v for p in parts for v in p.extra[k]] for k in keys},
+        )
+
+    def rows(self, start: int, stop: int) -> FeatureTable:
+        """Features ``start:stop`` (columns sliced, arrays as views): writers go chunk by chunk."""
+        return FeatureTable(
+            image=self.image[start:stop],
+            label=self.label[start:stop],
+            class_id=self.class_id[start:stop],
+            score=self.score[start:stop],
+            pixel_bbox=self.pixel_bbox[start:stop],
+            geometry=self.geometry[start:stop],
+            extra={k: v[start:stop] for k, v in self.extra.items()},
         )
 
     def has_geometry(self) -> NDArray[np.bool_]:
         """Boolean mask of features that have a map geometry."""
+        if isinstance(self.geometry, np.ndarray):
+            return np.ones(len(self), dtype=bool)
         return np.fromiter((g is not None for g in self.geometry), dtype=bool, count=len(self))
 
     def shapely_geometries(self) -> NDArray[np.object_]:
@@ -111,6 +136,9 @@ class FeatureTable:
 
         Rings of equal vertex count (the usual 5-point boxes) are built in one vectorised call.
         """
+        if isinstance(self.geometry, np.ndarray):
+            polygons: NDArray[np.object_] = shapely.polygons(self.geometry)
+            return polygons
         present = self.has_geometry()
         geoms: NDArray[np.object_] = np.full(len(self), None, dtype=object)
         rings = [np.asarray(g, dtype=np.float64) for g in self.geometry if g is not None]
@@ -119,3 +147,12 @@ class FeatureTable:
         elif rings:
             geoms[present] = [shapely.Polygon(r) for r in rings]
         return geoms
+
+
+def _concat_geometry(parts: list[Geometry]) -> Geometry:
+    """One geometry column: still one array when every part is an array of same-sized rings."""
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    if len(arrays) == len(parts) and len({a.shape[1:] for a in arrays}) == 1:
+        joined: NDArray[np.float64] = np.concatenate(arrays)
+        return joined
+    return [None if g is None else np.asarray(g, dtype=np.float64) for p in parts for g in p]

@@ -18,7 +18,12 @@ from sqlalchemy.exc import DBAPIError
 from tilerunner.errors import StoreError
 from tilerunner.store.tables import events
 
-__all__ = ["StoreBase"]
+__all__ = ["Renewal", "StoreBase"]
+
+Renewal = Callable[[Connection], None]
+"""Called now and then on the connection of a long transaction (reading or writing millions of
+features): it extends, in that transaction, the claim of the work that runs it, which a
+connection of its own could not do while the transaction holds the database's write lock."""
 
 
 class StoreBase:

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -25,7 +28,7 @@ from sqlalchemy import Connection, select, update
 
 from tilerunner.errors import StoreError
 from tilerunner.jobs.states import JOB_TERMINAL, JobState
-from tilerunner.store.base import StoreBase
+from tilerunner.store.base import Renewal, StoreBase
 from tilerunner.store.records import OutboxItem
 from tilerunner.store.tables import outbox
 
@@ -145,15 +148,19 @@ class OutboxStore(StoreBase):
     def extend_claim(self, item: _Claimed, owner: str, seconds: float) -> bool:
         """Extend ``owner``'s claim on a row by ``seconds`` from now; False if it was lost."""
         with self._begin() as conn:
-            changed = conn.execute(
-                update(outbox)
-                .where(
-                    outbox.c.id == item.id,
-                    outbox.c.claimed_by == owner,
-                    outbox.c.done_at.is_(None),
-                )
-                .values(claimed_until=self._clock() + seconds)
-            ).rowcount
+            return self.extend_claim_in(conn, item, owner, seconds)
+
+    def extend_claim_in(self, conn: Connection, item: _Claimed, owner: str, seconds: float) -> bool:
+        """:meth:`extend_claim` in the caller's transaction."""
+        changed = conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.id == item.id,
+                outbox.c.claimed_by == owner,
+                outbox.c.done_at.is_(None),
+            )
+            .values(claimed_until=self._clock() + seconds)
+        ).rowcount
         return bool(changed)
 
     def finish_outbox(self, item: OutboxItem) -> None:
@@ -272,6 +279,11 @@ class ClaimKeeper:
 
     ``with ClaimKeeper(store, item, owner, seconds):`` around the work; ``lost`` tells whether
     an extension found the claim taken over (the work is idempotent, so it is only logged).
+
+    A long transaction of the work itself holds locks that the thread's own connection would
+    wait on (SQLite's write lock; on PostgreSQL the outbox row, once extended inside it), so
+    around one, ``with keeper.within() as renew:`` stops the thread and gives the transaction a
+    :data:`~tilerunner.store.base.Renewal` to call between its chunks instead.
     """
 
     def __init__(self, store: OutboxStore, item: _Claimed, owner: str, seconds: float) -> None:
@@ -281,6 +293,9 @@ class ClaimKeeper:
         self.seconds = seconds
         self.lost = False
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._extended = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="claim-keeper", daemon=True)
 
     def __enter__(self) -> ClaimKeeper:
@@ -296,17 +311,44 @@ class ClaimKeeper:
         self._stop.set()
         self._thread.join()
 
+    @contextmanager
+    def within(self) -> Iterator[Renewal]:
+        """For one long transaction of the work: the thread pauses, and the returned function,
+        called on the transaction's connection, extends the claim there when one is due."""
+
+        def renew(conn: Connection) -> None:
+            if time.monotonic() - self._extended >= self.seconds / 3:
+                self._extended = time.monotonic()
+                self._settle_extension(
+                    self.store.extend_claim_in(conn, self.item, self.owner, self.seconds)
+                )
+
+        with self._lock:
+            self._inside += 1
+        try:
+            yield renew
+        finally:
+            with self._lock:
+                self._inside -= 1
+
     def _run(self) -> None:
         while not self._stop.wait(self.seconds / 3):
-            try:
-                held = self.store.extend_claim(self.item, self.owner, self.seconds)
-            except StoreError as error:  # the next extension may get through
-                log.warning("cannot extend the claim on outbox row %d: %s", self.item.id, error)
-                continue
-            if not held and not self.lost:
-                self.lost = True
-                log.warning(
-                    "claim on outbox row %d was lost (it expired and another coordinator took "
-                    "it over); the work goes on and its outputs are replaced",
-                    self.item.id,
-                )
+            with self._lock:  # held while extending, so within() never starts under an extension
+                if self._inside:
+                    continue
+                self._extended = time.monotonic()
+                try:
+                    held = self.store.extend_claim(self.item, self.owner, self.seconds)
+                except StoreError as error:  # the next extension may get through
+                    log.warning("cannot extend the claim on outbox row %d: %s", self.item.id, error)
+                    continue
+            self._settle_extension(held)
+
+    def _settle_extension(self, held: bool) -> None:
+        if not held and not self.lost:
+            self.lost = True
+            log.warning(
+                "claim on outbox row %d was lost (it expired and another coordinator took "
+                "it over); the work goes on and its outputs are replaced",
+                self.item.id,
+            )

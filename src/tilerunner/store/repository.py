@@ -10,7 +10,7 @@ unique key).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
@@ -23,6 +23,7 @@ from tilerunner.jobs.states import (
     RegionState,
     sources_of,
 )
+from tilerunner.store.base import Renewal
 from tilerunner.store.features import insert_features
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
 from tilerunner.store.photo_stages import PhotoStageStore
@@ -48,9 +49,15 @@ from tilerunner.store.tiles import (
 from tilerunner.store.watched import WatchStore
 from tilerunner.store.workers import WorkerStore
 
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
 __all__ = ["AGGREGATE", "Store"]
 
 _BATCH = 5000
+#: Features read from the database at a time when an image's features are loaded.
+_READ_ROWS = 50_000
 # the first finished region moves a job to running from where the states table allows it
 _STARTABLE = [s.value for s in sources_of(JobState.RUNNING)]
 
@@ -462,33 +469,50 @@ class Store(
                 conn, job_id, "attempt_failed", error, image_idx=image_idx, region_idx=region_idx
             )
 
-    def features(self, job_id: str, image_idx: int) -> FeatureRows:
-        """All owned features of one image, in a stable order (region, then insertion)."""
-        with self._begin() as conn:
-            rows = conn.execute(
-                select(
-                    features.c.x0,
-                    features.c.y0,
-                    features.c.x1,
-                    features.c.y1,
-                    features.c.score,
-                    features.c.class_id,
-                    features.c.label,
-                    features.c.extra,
-                )
-                .where(features.c.job_id == job_id, features.c.image_idx == image_idx)
-                .order_by(features.c.region_idx, features.c.id)
-            ).all()
-        if not rows:
-            return FeatureRows()
+    def features(self, job_id: str, image_idx: int, renew: Renewal | None = None) -> FeatureRows:
+        """All owned features of one image, in a stable order (region, then insertion).
+
+        Rows stream from the database :data:`_READ_ROWS` at a time into numpy arrays, so
+        millions of features never exist as SQL rows at once; equal labels share one string.
+        ``renew`` is called between chunks (see :data:`~tilerunner.store.base.Renewal`).
+        """
         import numpy as np  # here, not at the top: ``tilerunner status`` needs no arrays
 
-        extra = [r.extra for r in rows]
+        numbers: list[NDArray[np.float64]] = []
+        labels: list[str] = []
+        extra: list[dict[str, Any] | None] = []
+        names: dict[str, str] = {}
+        query = (
+            select(
+                features.c.x0,
+                features.c.y0,
+                features.c.x1,
+                features.c.y1,
+                features.c.score,
+                features.c.class_id,
+                features.c.label,
+                features.c.extra,
+            )
+            .where(features.c.job_id == job_id, features.c.image_idx == image_idx)
+            .order_by(features.c.region_idx, features.c.id)
+        )
+        with self._begin() as conn:
+            result = conn.execution_options(yield_per=_READ_ROWS).execute(query)
+            for chunk in result.partitions():
+                numbers.append(np.array([tuple(r[:6]) for r in chunk], dtype=np.float64))
+                labels.extend(names.setdefault(str(r[6]), str(r[6])) for r in chunk)
+                extra.extend(r[7] for r in chunk)
+                if renew is not None:
+                    renew(conn)
+        if not numbers:
+            return FeatureRows()
+        table = np.concatenate(numbers)
+        del numbers
         return FeatureRows(
-            boxes=np.array([(r.x0, r.y0, r.x1, r.y1) for r in rows], dtype=np.float64),
-            scores=np.array([r.score for r in rows], dtype=np.float64),
-            class_ids=np.array([r.class_id for r in rows], dtype=np.int64),
-            labels=[str(r.label) for r in rows],
+            boxes=np.ascontiguousarray(table[:, :4]),
+            scores=table[:, 4].copy(),
+            class_ids=table[:, 5].astype(np.int64),
+            labels=labels,
             extra=extra if any(e is not None for e in extra) else None,
         )
 
