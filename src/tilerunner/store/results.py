@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: ``tilerunner statu
 __all__ = ["ImageResults", "ResultStore", "read_results", "replace_results"]
 
 #: Rows sent to the database at a time (SQLite executemany, PostgreSQL COPY buffer).
-_BATCH = 20_000
+_BATCH = 5_000
 _COLUMNS = (
     "job_id", "image_idx", "idx", "class_id", "label", "score",
     "x0", "y0", "x1", "y1", "geometry", "extra",
