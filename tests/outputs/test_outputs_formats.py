@@ -146,3 +146,30 @@ def test_explicit_format_overrides_extension(tmp_path: Path, photo: FeatureTable
     out = tmp_path / "result.txt"
     writer_for(str(out), fmt="json")(photo, str(out))
     assert json.loads(out.read_text())["type"] == "FeatureCollection"
+
+
+def test_rings_as_one_array_write_what_a_list_of_rings_writes(
+    tmp_path: Path, trees: FeatureTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Box rings kept as one [N, 5, 2] array, written in row groups of 7, give the same file
+    contents as the same rings in a list written at once; mixed tables concatenate."""
+    from dataclasses import replace
+
+    from tilerunner.outputs import geoparquet
+
+    as_array = replace(trees, geometry=np.stack([np.asarray(g) for g in trees.geometry]))
+    assert as_array.has_geometry().all()
+    listed, grouped = tmp_path / "listed.parquet", tmp_path / "grouped.parquet"
+    writer_for(str(listed))(trees, str(listed), None)
+    monkeypatch.setattr(geoparquet, "ROW_GROUP", 7)
+    writer_for(str(grouped))(as_array, str(grouped), None)
+    assert pq.ParquetFile(grouped).metadata.num_row_groups == -(-len(trees) // 7)
+    a, b = pq.read_table(listed), pq.read_table(grouped)
+    assert a.equals(b)
+    assert a.schema.metadata[b"geo"] == b.schema.metadata[b"geo"]
+    joined = FeatureTable.concat([as_array, as_array])
+    assert isinstance(joined.geometry, np.ndarray) and len(joined) == 2 * len(trees)
+    mixed = FeatureTable.concat([as_array, trees])  # an array and a list: a list of rings
+    assert isinstance(mixed.geometry, list) and len(mixed.geometry) == 2 * len(trees)
+    pairs = zip(mixed.geometry, 2 * list(trees.geometry), strict=True)
+    assert all(np.array_equal(m, t) for m, t in pairs)
