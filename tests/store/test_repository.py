@@ -127,6 +127,27 @@ def test_a_long_transaction_of_the_work_extends_its_own_claim(
     assert "cannot extend" not in caplog.text
 
 
+def test_features_stream_in_chunks_in_region_then_insertion_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tilerunner.store import repository
+
+    _plan(store)
+    second = _rows(3, offset=100.0)
+    second.labels = ["bus", "car", "bus"]
+    second.extra = [{"scores": [0.1, 0.9]}, None, None]
+    store.complete_region("j1", 0, 1, second)  # finishes first, but its region comes second
+    store.complete_region("j1", 0, 0, _rows(4))
+    monkeypatch.setattr(repository, "_READ_ROWS", 2)
+    seen: list[object] = []
+    rows = store.features("j1", 0, renew=seen.append)
+    assert len(seen) == 4  # one renewal chance per chunk of two rows
+    assert rows.boxes[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 102.0]
+    assert rows.class_ids.dtype == np.int64 and rows.scores.tolist() == [0.9] * 7
+    assert rows.labels == ["car"] * 4 + ["bus", "car", "bus"]
+    assert rows.extra == [None] * 4 + [{"scores": [0.1, 0.9]}, None, None]
+
+
 def test_guarded_transitions_never_resurrect_a_finished_job(store: Store) -> None:
     _plan(store)
     assert store.set_job_state("j1", JobState.AGGREGATING)
