@@ -210,7 +210,7 @@ def test_planned_job_finishes_with_the_truth(store: Store, tmp_path: Path, engin
 
 def test_heartbeat_keeps_a_slow_region_from_being_redelivered(store: Store, tmp_path: Path) -> None:
     """Each region takes longer than the lease; only heartbeats stop a second delivery."""
-    lease_seconds, seconds_per_tile = 0.45, 0.6
+    lease_seconds, seconds_per_tile = 1.2, 1.6  # heartbeats every 0.4 s: slack for a loaded machine
     tif, truth_csv, truth = make_scene(tmp_path, width=208, height=208, n_boxes=6)
     queue = RecordingQueue(QUEUE)
     job_id, _ = submit_job(store, lambda _: queue, spec(tif, region_size=80), job_id="slow")
