@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AGGREGATE", "Store"]
 
-_BATCH = 5000
 #: Features read from the database at a time when an image's features are loaded.
 _READ_ROWS = 50_000
 # the first finished region moves a job to running from where the states table allows it
