@@ -32,8 +32,8 @@ from numpy.typing import NDArray
 
 from tilerunner.errors import InvalidRequestError, ModelError
 from tilerunner.models.contract import LoadedModel
-from tilerunner.models.onnx import _ort, _ort_errors
 from tilerunner.models.plugin import ModelParams, wrap_model
+from tilerunner.models.runtime import create_session, runtime_errors
 
 __all__ = [
     "CSMASK_CLASSES",
@@ -126,19 +126,11 @@ class CsmaskModel:
         self._reflectance = reflectance
         self._name = name
         self.classes = list(CSMASK_CLASSES)
-        ort = _ort()
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
-        chosen = providers or [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in ort.get_available_providers()
-        ]
         try:
-            self._session = ort.InferenceSession(str(onnx_path), options, providers=chosen)
-        except _ort_errors() as exc:
+            self._session = create_session(
+                onnx_path, intra_op_threads=intra_op_threads, providers=providers
+            )
+        except runtime_errors() as exc:
             raise ModelError(f"cannot load {onnx_path}: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         logger.info("%s: %s on %s", name, onnx_path.name, self._session.get_providers())
@@ -162,7 +154,7 @@ class CsmaskModel:
         batch = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
         try:
             (logits,) = self._session.run(None, {self._input: batch})
-        except _ort_errors() as exc:
+        except runtime_errors() as exc:
             raise ModelError(f"model {self._name!r}: ONNX Runtime failed: {exc}") from exc
         ids = np.asarray(logits).argmax(axis=1).astype(np.uint8)
         ids[missing] = NODATA

@@ -38,29 +38,11 @@ from tilerunner.models.decoding import (
     decode_yolo,
 )
 from tilerunner.models.plugin import ModelParams, wrap_model
+from tilerunner.models.runtime import create_session, runtime_errors
 
 __all__ = ["OnnxModel", "find_card", "load_onnx_model"]
 
 logger = logging.getLogger(__name__)
-_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise InvalidRequestError(
-            "ONNX models need onnxruntime; install the extra: pip install 'tilerunner[onnx]'"
-        ) from exc
-    return onnxruntime
-
-
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "InvalidProtobuf", "RuntimeException",
-             "InvalidGraph", "EPFail", "NotImplemented", "ModelLoaded", "NoModel")  # fmt: skip
-    return (RuntimeError, *(getattr(state, n) for n in names if hasattr(state, n)))
 
 
 def find_card(model_path: Path) -> Path:
@@ -91,7 +73,6 @@ class OnnxModel:
         intra_op_threads: int | None = None,
         providers: list[str] | None = None,
     ) -> None:
-        ort = _ort()
         self.task = card.task
         self.classes = classes
         self.card = card
@@ -100,16 +81,11 @@ class OnnxModel:
         size = card.input.size
         self.tile_size = size[0] if size is not None and size[0] == size[1] else None
         self._threshold, self._iou = threshold, iou
-        options = ort.SessionOptions()
-        # Spinning worker threads burn the CPU that the reader threads need between batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
-        available = ort.get_available_providers()
-        chosen = providers or [p for p in _PREFERRED_PROVIDERS if p in available]
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=chosen)
-        except _ort_errors() as exc:
+            self._session = create_session(
+                path, intra_op_threads=intra_op_threads, providers=providers
+            )
+        except runtime_errors() as exc:
             raise InvalidRequestError(f"cannot load ONNX model {path}: {exc}") from exc
         logger.info("ONNX model %s on %s", path, self._session.get_providers())
         model_input = self._session.get_inputs()[0]
@@ -179,7 +155,7 @@ class OnnxModel:
                     piece = np.concatenate([piece, pad])
                 outputs = self._session.run(None, {self._input_name: piece})
                 parts.append([np.asarray(o)[:real] for o in outputs])
-        except _ort_errors() as exc:
+        except runtime_errors() as exc:
             raise ModelError(f"ONNX Runtime failed on a batch of {batch.shape}: {exc}") from exc
         return [np.concatenate(group) for group in zip(*parts, strict=True)]
 
