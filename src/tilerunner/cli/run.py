@@ -143,7 +143,12 @@ def _parse_bands(value: str | None) -> list[int] | None:
     type=int,
     help="Region edge in pixels (rounded down to whole tiles).",
 )
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1, 4096),
+    help="Tiles per model call (default: 8; 2 for segmentation models).",
+)
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes."
 )
@@ -212,7 +217,7 @@ def _parse_bands(value: str | None) -> list[int] | None:
 def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...],
         job_path: Path | None, outputs: tuple[str, ...], model_params: tuple[str, ...],
         tile_size: int, overlap: int, region_size: int,
-        batch_size: int, workers: int, readers: int, merge: str, iou: float, metric: str,
+        batch_size: int | None, workers: int, readers: int, merge: str, iou: float, metric: str,
         class_agnostic: bool, min_score: float, bands: str | None, name: str | None,
         state_path: Path, preview: Path | None, quiet: bool,
         tiles_file: Path | None, bbox: str | None, zoom: int | None, url_template: str | None,
@@ -274,11 +279,11 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
 
 
 def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...],
-                 batch_size: int, readers: int) -> list[str]:  # fmt: skip
+                 batch_size: int | None, readers: int) -> list[str]:  # fmt: skip
     return [
         sys.executable, "-m", "tilerunner", "worker", "--store", url, "--broker", url,
         *[arg for n, spec in models.items() for arg in ("--model", f"{n}={spec}")],
-        "--batch-size", str(batch_size),
+        *(("--batch-size", str(batch_size)) if batch_size is not None else ()),
         "--readers", str(readers), *[arg for p in model_params for arg in ("--model-param", p)],
         "--until-job",
     ]  # fmt: skip

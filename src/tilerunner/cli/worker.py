@@ -87,7 +87,12 @@ def _load_models(
               "(default $TILERUNNER_API_TOKEN).")  # fmt: skip
 @click.option("--model", "model_args", multiple=True, required=True, help="NAME=SPEC, repeatable.")
 @click.option("--model-param", "model_params", multiple=True, help="key=value for every model.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1, 4096),
+    help="Tiles per model call (default: 8; 2 for segmentation models).",
+)
 @click.option("--readers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--until-job",
@@ -105,7 +110,7 @@ def worker(
     token: str | None,
     model_args: tuple[str, ...],
     model_params: tuple[str, ...],
-    batch_size: int,
+    batch_size: int | None,
     readers: int,
     until_job: str | None,
 ) -> None:

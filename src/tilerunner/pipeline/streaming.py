@@ -54,6 +54,18 @@ _POLL = 0.05
 #: an RGB image (48 MiB) is one strip, so its blocks are fetched in one burst of requests.
 STRIP_BYTES = 64 * 2**20
 
+#: Tiles per model call unless the user sets ``--batch-size``: 8, but 2 for segmentation
+#: models, whose per-pixel activations dominate a worker's memory (a 512 px tile of a 16-channel
+#: float32 layer is 16 MiB; batch 8 put a worker above 1.4 GiB, batch 2 keeps it under 1 GiB;
+#: docs/benchmarks.md) while a larger batch hardly speeds a per-pixel model up on a CPU.
+DEFAULT_BATCH_SIZE = 8
+SEGMENT_BATCH_SIZE = 2
+
+
+def default_batch_size(task: str) -> int:
+    """Tiles per model call for a model of ``task`` when the user did not choose."""
+    return SEGMENT_BATCH_SIZE if task == "segment" else DEFAULT_BATCH_SIZE
+
 
 @dataclass(slots=True)
 class PipelineStats:

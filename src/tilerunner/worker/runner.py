@@ -42,6 +42,7 @@ from tilerunner.pipeline import (
     RegionResult,
     RegionWork,
     TilePipeline,
+    default_batch_size,
 )
 from tilerunner.pipeline.work import PixelReader
 from tilerunner.work import (
@@ -67,7 +68,9 @@ _TRANSIENT = (RetryableError, QueueError, StoreError)
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    batch_size: int = 8
+    batch_size: int | None = None
+    """Tiles per model call; None: :func:`~tilerunner.pipeline.default_batch_size` of each
+    model's task (2 for segmentation, 8 otherwise)."""
     readers: int = 2
     lease_seconds: float = 60.0
     """The lease period the source grants; leases are extended every third of it."""
@@ -120,7 +123,7 @@ class Worker:
             name: TilePipeline(
                 model,
                 self._results.put,
-                batch_size=options.batch_size,
+                batch_size=options.batch_size or default_batch_size(model.task),
                 readers=options.readers,
                 read_retries=options.read_retries,
                 strip_bytes=options.strip_bytes,
