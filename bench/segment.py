@@ -5,9 +5,11 @@ On one seeded image and one per-pixel ONNX segmenter
 by ``--model-width`` / ``--model-depth``), over the same tiles:
 
 1. ``read_only``  - reader threads read every tile window (as ``bench/pipeline.py``);
-2. ``model_only`` - the model over as many tiles of decoded pixels, same batch size;
-3. ``write_only`` - every region's core written as a part GeoTIFF, then the parts joined into
-   the COG (the same ``write_part`` / ``write_cog`` the segment path calls), timed apart;
+2. ``model_only`` - the model over as many tiles of decoded pixels, same batch size (by
+   default the run's for segmentation models);
+3. ``write_only`` - every region's core of the first run's class raster (the pixels the run
+   wrote) published as a part, then the parts joined into the COG (the same ``write_part`` /
+   ``write_cog`` the segment path calls), timed apart;
 4. ``end_to_end`` - ``tilerunner run IMAGE --model seg.onnx -o classes.tif`` in a subprocess, as
    a user runs it, once per ``--workers`` entry; its process tree's peak RSS is sampled and the
    aggregation (COG assembly) is timed from the run's DEBUG log;
@@ -53,7 +55,7 @@ from tilerunner.imagery import RasterReader
 from tilerunner.merging.segment import region_core
 from tilerunner.models import LoadedModel, SegMask, load_model
 from tilerunner.outputs.cog import RasterGrid, write_cog, write_part
-from tilerunner.pipeline import STRIP_BYTES
+from tilerunner.pipeline import STRIP_BYTES, default_batch_size
 from tilerunner.segmentation import vectorize
 from tilerunner.testing.onnx_models import make_segmenter_onnx
 from tilerunner.tiling import RegionGrid, TileGrid, TileRef
@@ -84,34 +86,30 @@ def _sample(url: str, regions: Sequence[tuple[TileRef, ...]]) -> NDArray[np.uint
         return np.stack([reader.read(t.window) for t in tiles])
 
 
-def _class_ids(model: LoadedModel, sample: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    masks = model.predict(sample)
-    ids = [m.classes for m in masks if isinstance(m, SegMask) and m.classes is not None]
-    return np.stack(ids).astype(np.uint8)
-
-
 def time_writes(
-    url: str, size: int, tile: int, overlap: int, region_size: int, ids: NDArray[np.uint8],
-    out: Path,
-) -> tuple[Timing, Timing]:  # fmt: skip
-    """Every region's core as a part (class ids cycled from ``ids``), then the COG of them."""
-    with rasterio.open(url) as src:
+    classes: Path, size: int, tile: int, overlap: int, region_size: int, out: Path
+) -> tuple[Timing, Timing]:
+    """Every region's core as a part, then the COG of them: the pixels the run wrote (read from
+    its class raster ``classes`` one core at a time, the reads not timed)."""
+    with rasterio.open(classes) as src:
         transform, crs = tuple(src.transform)[:6], src.crs.to_wkt()
-    grid = TileGrid(size, size, tile, overlap)
-    regions = RegionGrid.from_pixels(grid, region_size)
-    prefix = out.with_name(out.name + ".parts")
-    out.unlink(missing_ok=True)
-    parts = []
-    started, cpu = time.perf_counter(), time.process_time()
-    for index, region in enumerate(regions.regions()):
-        core = region_core(regions, region)
-        reps = (-(-core.height // tile), -(-core.width // tile))
-        pixels = np.tile(ids[index % len(ids)], reps)[: core.height, : core.width]
-        uri = f"{prefix}/0-{index}.tif"
-        parts.append(write_part(uri, core, pixels[None], _NODATA, transform, crs))
+        grid = TileGrid(size, size, tile, overlap)
+        regions = RegionGrid.from_pixels(grid, region_size)
+        prefix = out.with_name(out.name + ".parts")
+        out.unlink(missing_ok=True)
+        parts = []
+        seconds = cpu = 0.0
+        for index, region in enumerate(regions.regions()):
+            core = region_core(regions, region)
+            pixels = src.read(1, window=RioWindow(core.col_off, core.row_off, core.width,
+                                                  core.height))  # fmt: skip
+            started, cpu_started = time.perf_counter(), time.process_time()
+            uri = f"{prefix}/0-{index}.tif"
+            parts.append(write_part(uri, core, pixels[None], _NODATA, transform, crs))
+            seconds += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
     n_tiles = grid.n_tiles
-    part_timing = Timing("write_parts", time.perf_counter() - started, n_tiles,
-                         time.process_time() - cpu)  # fmt: skip
+    part_timing = Timing("write_parts", seconds, n_tiles, cpu)
     started, cpu = time.perf_counter(), time.process_time()
     write_cog(str(out), parts, RasterGrid(size, size, transform, crs), bands=1, dtype="uint8",
               nodata=_NODATA, resampling="mode")  # fmt: skip
@@ -229,7 +227,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--tile-size", type=int, default=512)
     add("--overlap", type=int, default=32)
     add("--region-size", type=int, default=4096)
-    add("--batch-size", type=int, default=8)
+    add("--batch-size", type=int, default=None,
+        help="tiles per model call (default: the run's for segmenters)")  # fmt: skip
     add("--readers", type=int, default=2)
     add("--strip-mb", type=int, default=STRIP_BYTES // 2**20,
         help="read_only: strip budget per region, as workers read (0: per tile)")  # fmt: skip
@@ -284,24 +283,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     regions = plan_regions(args.size, args.tile_size, args.overlap, args.region_size, None)
     n_tiles = sum(len(t) for t in regions)
     print(f"{n_tiles} tiles of {args.tile_size} px (overlap {args.overlap}) in {len(regions)} "
-          f"regions; batch {args.batch_size}, {args.readers} readers")  # fmt: skip
+          f"regions; batch {args.batch_size or default_batch_size('segment')}, "
+          f"{args.readers} readers")  # fmt: skip
     sample = _sample(url, regions)
     read = time_reads(url, regions, args.readers, args.strip_mb * 2**20)
     _show(read)
-    infer = time_model(model, sample, n_tiles, args.batch_size)
+    batch = args.batch_size or default_batch_size("segment")
+    infer = time_model(model, sample, n_tiles, batch)
     _show(infer)
-    ids = _class_ids(model, sample)
-    parts, cog = time_writes(url, args.size, args.tile_size, args.overlap, args.region_size,
-                             ids, args.workdir / "write-only.tif")  # fmt: skip
-    _show(parts)
-    _show(cog)
     extra = ["--tile-size", str(args.tile_size), "--overlap", str(args.overlap),
-             "--region-size", str(args.region_size), "--batch-size", str(args.batch_size),
-             "--readers", str(args.readers)]  # fmt: skip
+             "--region-size", str(args.region_size), "--readers", str(args.readers),
+             *(["--batch-size", str(args.batch_size)] if args.batch_size else [])]  # fmt: skip
     runs = [run_segment(image, onnx_path, args.size, w, args.workdir, extra, args.poll)
             for w in args.workers]  # fmt: skip
     for run in runs:
         _show_run(run)
+    parts, cog = time_writes(args.workdir / f"classes-{args.size}-w{runs[0].workers}.tif",
+                             args.size, args.tile_size, args.overlap, args.region_size,
+                             args.workdir / "write-only.tif")  # fmt: skip
+    _show(parts)
+    _show(cog)
     vectors = time_vectorize(args.workdir / f"classes-{args.size}-w{runs[0].workers}.tif",
                              min(args.vector_size, args.size), args.vector_window,
                              args.workdir)  # fmt: skip
