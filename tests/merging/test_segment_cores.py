@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilerunner.errors import ModelError
-from tilerunner.merging.segment import SegmentCanvas, blend_weights, region_core, region_tiles
+from tilerunner.merging.segment import (
+    SegmentCanvas,
+    blend_weights,
+    class_counts,
+    region_core,
+    region_tiles,
+)
 from tilerunner.tiling import RegionGrid, TileGrid
 
 
@@ -85,3 +91,15 @@ def test_class_ids_beyond_the_raster_are_refused() -> None:
         SegmentCanvas(canvas.core, 40, 0, keep_probabilities=True).add(
             tile, np.zeros((40, 40), dtype=np.int64), None
         )
+
+
+def test_class_counts_match_a_count_of_the_valid_pixels() -> None:
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 7, size=(700, 333)).astype(np.uint16)  # more rows than one band
+    valid = rng.random(ids.shape) > 0.05
+    valid[300:, :] = True  # bands with and without invalid pixels
+    values, counts = np.unique(ids[valid], return_counts=True)
+    assert class_counts(ids, valid) == dict(zip(values.tolist(), counts.tolist(), strict=True))
+    values, counts = np.unique(ids, return_counts=True)
+    assert class_counts(ids, None) == dict(zip(values.tolist(), counts.tolist(), strict=True))
+    assert class_counts(ids, np.zeros(ids.shape, dtype=np.bool_)) == {}

