@@ -7,12 +7,13 @@ key prefix when the output is ``s3://``: workers on other machines reach it). A 
 written to a temporary name and renamed; an S3 part is uploaded in one PUT. So a redelivered
 region rewrites identical bytes under the same name, and a killed worker leaves no half part.
 
-Aggregation then writes a VRT of every part and translates it once to a COG with GDAL's COG
-driver (overviews built at the end), and deletes the parts. The VRT is written here as XML:
+Aggregation then writes a VRT of every part, copies it to one local tiled GeoTIFF (ZSTD level
+1, which GDAL's COG driver reads twice more cheaply than the parts behind a VRT), translates that
+once to a COG (overviews built at the end), and deletes the parts. The VRT is written here as XML:
 rasterio offers no call that builds one, and ``gdalbuildvrt`` would place parts by their
 georeferencing (rounding, and nothing for images without a CRS), where the XML places each
 part at its exact pixel offset. No step holds more than one part in memory; GDAL streams the
-VRT block by block into the COG.
+VRT block by block into the staged copy, and that into the COG.
 """
 
 from __future__ import annotations
@@ -175,11 +176,21 @@ def write_cog(
         with open(vrt, "w", encoding="utf-8") as handle:
             handle.write(_vrt(parts, grid, bands, dtype, nodata))
 
+        staged = os.path.join(tmp, "staged.tif")
+
         def produce(path: str) -> None:
             try:
                 with env.context(parts[0].uri if parts else output):
+                    # the COG driver reads its source twice (overviews, then the full
+                    # resolution): a local tiled copy of the VRT in ZSTD level 1 is cheaper to
+                    # read twice than the parts behind it (12 % less CPU; docs/benchmarks.md)
                     rasterio.shutil.copy(
-                        vrt, path, driver="COG", compress="deflate", blocksize=BLOCK,
+                        vrt, staged, driver="GTiff", tiled=True, blockxsize=BLOCK,
+                        blockysize=BLOCK, compress="zstd", zstd_level=1,
+                        num_threads="ALL_CPUS", bigtiff="IF_SAFER",
+                    )  # fmt: skip
+                    rasterio.shutil.copy(
+                        staged, path, driver="COG", compress="deflate", blocksize=BLOCK,
                         overview_resampling=resampling, num_threads="ALL_CPUS",
                         bigtiff="IF_SAFER",
                     )  # fmt: skip
