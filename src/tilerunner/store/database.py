@@ -2,9 +2,14 @@
 
 ``sqlite:///path`` (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE``
 transactions so that several worker processes can share one file without "database is locked"
-surprises; ``postgresql+psycopg://`` is used as is, with migrations serialised by an advisory
-lock. A database already at the newest revision is recognised with one query, without Alembic
-(whose import and script loading cost a command's start-up more than its own work).
+surprises, and a small pool of connections, each set up once: a store call borrows an open
+connection instead of opening the file and running the set-up statements again (a worker makes
+several calls per region, a ``run`` polls its progress). An idle pooled connection holds no
+lock and no transaction (every transaction is committed or rolled back before the connection
+goes back), so a process killed at any point leaves the file as WAL leaves it.
+``postgresql+psycopg://`` is used as is, with migrations serialised by an advisory lock. A
+database already at the newest revision is recognised with one query, without Alembic (whose
+import and script loading cost a command's start-up more than its own work).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from tilerunner.errors import InvalidRequestError, StoreError
 from tilerunner.store.revisions import MIGRATIONS as _MIGRATIONS
@@ -27,6 +32,10 @@ from tilerunner.store.revisions import head_revision
 __all__ = ["head_revision", "open_engine", "schema_revisions", "sqlite_path", "upgrade"]
 
 log = logging.getLogger(__name__)
+
+# Connections a SQLite engine keeps open between calls; threads beyond it open (and close)
+# connections of their own, so a busy process never waits for one.
+_SQLITE_POOL = 4
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -69,7 +78,16 @@ def open_engine(url: str) -> Engine:
                 f"cannot create state database {str(path)!r}: directory {str(path.parent)!r} "
                 "does not exist; create it or choose another --state path"
             )
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        if path is None:  # in memory: every connection is a database of its own
+            engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        else:  # a file: connections kept open (threads borrow them in turn) and reused
+            engine = create_engine(
+                url,
+                poolclass=QueuePool,
+                pool_size=_SQLITE_POOL,
+                max_overflow=-1,
+                connect_args={"timeout": 60, "check_same_thread": False},
+            )
         _tune_sqlite(engine)
         return engine
     return create_engine(url, pool_size=4, max_overflow=8)
