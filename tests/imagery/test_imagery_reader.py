@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import rasterio
 
 from tilerunner.errors import InvalidRequestError
 from tilerunner.imagery import BandSpec, GdalEnv, RasterReader
+from tilerunner.imagery import reader as reader_module
 from tilerunner.imagery.reader import _nodata_scalar
 from tilerunner.tiling.window import Window
 
@@ -152,3 +154,49 @@ def test_concurrent_reads_from_four_threads(data_dir: Path) -> None:
     assert failures == []
     with pytest.raises(InvalidRequestError, match="closed"):
         reader.read(Window(0, 0, 1, 1))
+
+
+def test_reads_in_turn_share_the_handle_that_read_the_header(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each open of a remote image is a request: a handle is opened only when every other one
+    # is busy, so reads made one after another, from any thread, reuse the first
+    opened: list[str] = []
+    real_open = reader_module._open
+
+    def counting_open(url: str) -> object:
+        opened.append(url)
+        return real_open(url)
+
+    monkeypatch.setattr(reader_module, "_open", counting_open)
+    path = data_dir / "cogeo.tif"
+    expected = _reference(path)
+    reader = RasterReader(str(path))
+    got: list[np.ndarray] = []
+    for offset in range(3):
+        thread = threading.Thread(
+            target=lambda o=offset: got.append(reader.read(Window(o, 0, 64, 32)))
+        )
+        thread.start()
+        thread.join()
+    assert len(opened) == 1
+    assert all(np.array_equal(g, expected[0:32, o : o + 64]) for o, g in enumerate(got))
+    reader.close()
+    with pytest.raises(InvalidRequestError, match="closed"):
+        reader.read(Window(0, 0, 1, 1))
+
+
+def test_a_reader_whose_bands_are_refused_closes_its_handle(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handles: list[Any] = []
+    real_open = reader_module._open
+
+    def keeping_open(url: str) -> Any:
+        handles.append(real_open(url))
+        return handles[-1]
+
+    monkeypatch.setattr(reader_module, "_open", keeping_open)
+    with pytest.raises(InvalidRequestError, match="band 9 requested"):
+        RasterReader(str(data_dir / "cogeo.tif"), BandSpec(bands=(9,)))
+    assert len(handles) == 1 and handles[0].closed

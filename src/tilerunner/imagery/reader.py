@@ -2,8 +2,11 @@
 
 Workers read many tile windows of one image from several threads at once; GDAL releases the GIL
 while it decodes, so threads give real parallelism, but a GDAL dataset handle must never be used
-by two threads at the same time. :class:`RasterReader` therefore keeps one handle per thread
-(``threading.local``), opened lazily on that thread's first read, and closes them all together.
+by two threads at the same time. :class:`RasterReader` therefore lends each read a handle of
+its own from a small pool: one that an earlier read gave back, or a new one when every handle is
+in use. So a reader opens as many handles as reads ever ran at once (the one that read its header
+serves the first read; each ``open`` of a remote image costs a request), and closes them
+together.
 
 Every read returns the model contract's layout, ``uint8 [height, width, channels]``: GDAL writes
 pixel-interleaved straight into the output array (no transpose copy), windows that reach past the
@@ -223,18 +226,27 @@ def _nodata_scalar(nodata: float | None, dtype: np.dtype[Any]) -> np.generic | N
 class RasterReader:
     """Thread-safe window reader for one image.
 
-    ``read`` may be called from any number of threads; each thread lazily opens its own dataset
-    handle inside the reader's GDAL environment. ``close`` closes every handle.
+    ``read`` may be called from any number of threads; each read borrows a dataset handle that
+    no other read is using (opened inside the reader's GDAL environment when none is free) and
+    gives it back. ``close`` closes every handle.
     """
 
     def __init__(self, url: str, bands: BandSpec = BandSpec(), env: GdalEnv | None = None) -> None:
         self.url = url
         self.env = env or GdalEnv.default()
-        self._local = threading.local()
         self._handles: list[Any] = []
+        self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
-        dataset = self._dataset()
+        try:
+            with self._dataset() as dataset:
+                self._describe(dataset, bands)
+        except BaseException:
+            self.close()
+            raise
+
+    def _describe(self, dataset: Any, bands: BandSpec) -> None:
+        url = self.url
         self.info: ImageInfo = image_info(dataset)
         self._dtype = np.dtype(self.info.dtype)
         self._scale = bands.scale or _default_scale(self._dtype)
@@ -262,18 +274,26 @@ class RasterReader:
         self.bytes_per_pixel = self.channels + converted + 1
         """Peak bytes a read holds per pixel: the output, the raw and scaled copies, a mask."""
 
-    def _dataset(self) -> Any:
-        if self._closed:
-            raise InvalidRequestError(f"reader for {self.url!r} is closed; open a new one")
-        dataset = getattr(self._local, "dataset", None)
+    @contextmanager
+    def _dataset(self) -> Iterator[Any]:
+        """A handle that no other thread uses until it is given back (at the block's end)."""
+        with self._lock:
+            if self._closed:
+                raise InvalidRequestError(f"reader for {self.url!r} is closed; open a new one")
+            dataset = self._idle.pop() if self._idle else None
         if dataset is None:
             with self.env.context(self.url):
                 dataset = _open(self.url)
-            self._local.dataset = dataset
             with self._lock:
                 self._handles.append(dataset)
-            logger.debug("opened %s on thread %s", self.url, threading.get_ident())
-        return dataset
+                opened = len(self._handles)
+            logger.debug("opened %s (handle %d)", self.url, opened)
+        try:
+            yield dataset
+        finally:
+            with self._lock:
+                if not self._closed:
+                    self._idle.append(dataset)
 
     def read(self, window: Window) -> NDArray[np.uint8]:
         """Pixels of ``window`` as ``uint8 [window.height, window.width, channels]``.
@@ -306,9 +326,8 @@ class RasterReader:
             return out
         rio_window = RioWindow(inside.col_off, inside.row_off, inside.width, inside.height)
         kwargs: dict[str, Any] = {"window": rio_window}
-        dataset = self._dataset()
         try:
-            with self.env.context(self.url):
+            with self._dataset() as dataset, self.env.context(self.url):
                 raw: NDArray[Any] = dataset.read(self._indexes, **kwargs)
                 masked = self._invalid(dataset, raw, kwargs, None) if self._mask_band else None
         except RasterioError as exc:
@@ -335,9 +354,8 @@ class RasterReader:
             return None
         rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
         kwargs: dict[str, Any] = {"window": rio_window, "resampling": Resampling.nearest}
-        dataset = self._dataset()
         try:
-            with self.env.context(self.url):
+            with self._dataset() as dataset, self.env.context(self.url):
                 raw: NDArray[Any] = dataset.read(self._indexes, **kwargs)
                 return self._invalid(dataset, raw, kwargs, None)
         except RasterioError as exc:
@@ -359,12 +377,11 @@ class RasterReader:
     def _read_into(
         self, target: NDArray[np.uint8], window: RioWindow, shape: tuple[int, int] | None
     ) -> None:
-        dataset = self._dataset()
         direct = self._scale is None
         replicate = self.channels != len(self._indexes)
         kwargs: dict[str, Any] = {"window": window, "resampling": Resampling.nearest}
         try:
-            with self.env.context(self.url):
+            with self._dataset() as dataset, self.env.context(self.url):
                 if direct and not replicate:
                     # GDAL writes pixel-interleaved straight into the [H, W, C] output.
                     dataset.read(self._indexes, out=target.transpose(2, 0, 1), **kwargs)
@@ -418,10 +435,10 @@ class RasterReader:
         return None
 
     def close(self) -> None:
-        """Close every thread's dataset handle; later reads raise."""
+        """Close every dataset handle; later reads raise."""
         with self._lock:
             self._closed = True
-            handles, self._handles = self._handles, []
+            handles, self._handles, self._idle = self._handles, [], []
         for dataset in handles:
             dataset.close()
 
