@@ -17,6 +17,7 @@ from tilerunner.testing.models import (
     MalformedModel,
     SleepModel,
     TruthDetector,
+    _all_at_least,
     bright_boxes,
 )
 from tilerunner.tiling import TileGrid, Window
@@ -33,6 +34,20 @@ def test_fake_detector_finds_painted_squares_exactly() -> None:
     assert first.boxes.tolist() == [[60, 0, 64, 3], [5, 10, 15, 20], [40, 30, 44, 50]]
     assert first.scores.tolist() == [1.0, 1.0, 1.0] and first.labels.tolist() == [0, 0, 0]
     assert len(second) == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    channels=st.integers(1, 5),
+    threshold=st.integers(0, 255),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fake_detector_mask_is_every_channel_at_least_the_threshold(
+    channels: int, threshold: int, seed: int
+) -> None:
+    tile = np.random.default_rng(seed).integers(0, 256, (24, 20, channels), dtype=np.uint8)
+    expected = (tile >= threshold).all(axis=2)
+    assert np.array_equal(_all_at_least(tile, threshold), expected)
 
 
 def test_fake_detector_min_size_ignores_specks() -> None:

@@ -74,6 +74,15 @@ def bright_boxes(mask: NDArray[np.bool_]) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
+def _all_at_least(tile: NDArray[np.uint8], value: int) -> NDArray[np.bool_]:
+    """``(tile >= value).all(axis=2)``, one channel plane at a time: numpy reduces a short last
+    axis pixel by pixel, about ten times slower than comparing whole planes."""
+    mask: NDArray[np.bool_] = tile[..., 0] >= value
+    for channel in range(1, tile.shape[2]):
+        mask &= tile[..., channel] >= value
+    return mask
+
+
 class FakeDetector:
     """Detects bright solid shapes: pixels whose every channel is >= ``min_value``.
 
@@ -93,7 +102,7 @@ class FakeDetector:
         """Detections of one ``[H, W, C]`` tile."""
         found = [
             b
-            for b in bright_boxes(np.asarray((tile >= self.min_value).all(axis=2)))
+            for b in bright_boxes(_all_at_least(tile, self.min_value))
             if b[2] - b[0] >= self.min_size and b[3] - b[1] >= self.min_size
         ]
         if not found:
