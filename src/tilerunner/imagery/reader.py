@@ -300,8 +300,10 @@ class RasterReader:
 
         Parts of the window outside the image, and masked or nodata pixels, are 0.
         """
-        out = np.zeros((window.height, window.width, self.channels), dtype=np.uint8)
         inside = window.clip(self.info.width, self.info.height)
+        shape = (window.height, window.width, self.channels)
+        # GDAL writes every pixel of the part inside the image: only padding needs zeroing first
+        out = np.empty(shape, np.uint8) if inside == window else np.zeros(shape, np.uint8)
         if inside is None:
             return out
         target = out[

@@ -81,10 +81,15 @@ class StripBuffer:
         """The pixels of ``window``; outside the strip (the image) 0, or NaN for ``float32``."""
         if self.window is None or self._pixels is None:
             raise ValueError("no strip is held")
+        inside = window.intersection(self.window)
+        if inside == window:  # the usual case: one copy, no fill
+            return self._pixels[
+                window.row_off - self.window.row_off : window.row_end - self.window.row_off,
+                window.col_off - self.window.col_off : window.col_end - self.window.col_off,
+            ].copy()
         dtype = self._pixels.dtype
         fill = np.nan if dtype.kind == "f" else 0
         out: NDArray[Any] = np.full((window.height, window.width, channels), fill, dtype=dtype)
-        inside = window.intersection(self.window)
         if inside is not None:
             out[
                 inside.row_off - window.row_off : inside.row_end - window.row_off,
