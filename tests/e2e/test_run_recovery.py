@@ -30,12 +30,13 @@ def _regions_done(db: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])  # a thread of the run; two worker processes
+def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, workers: str) -> None:
     tif, truth, boxes = make_scene(tmp_path, width=1200, height=900, n_boxes=150)
     args = [
         "run", str(tif), "--model", SLOW_MODEL, "--model-param", f"truth={truth}",
         "--model-param", "seconds_per_tile=0.05", "--tile-size", "128", "--overlap", "48",
-        "--region-size", "160", "--workers", "2", "--batch-size", "4", "--quiet",
+        "--region-size", "160", "--workers", workers, "--batch-size", "4", "--quiet",
     ]  # fmt: skip
     clean = tilerunner(*args, "-o", "clean.geojson", "--state", "clean.db", cwd=tmp_path)
     assert clean.returncode == 0, clean.stderr
@@ -90,3 +91,27 @@ def test_rerun_of_a_finished_job_recomputes_nothing(tmp_path: Path) -> None:
     assert len(pixel_boxes(tmp_path / "out.geojson")) == 20
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("select count(*) from workers").fetchone()[0] == 1
+
+
+def test_one_worker_is_a_thread_of_the_run_that_logs_to_the_workers_log(tmp_path: Path) -> None:
+    tif, truth, _ = make_scene(tmp_path, width=400, height=300, n_boxes=20)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tilerunner", "-vv", "run", str(tif), "--model",
+         "tilerunner.testing.models:TruthDetector", "--model-param", f"truth={truth}",
+         "--tile-size", "128", "--overlap", "48", "-o", "out.geojson", "--state", "s.db",
+         "--quiet"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert len(pixel_boxes(tmp_path / "out.geojson")) == 20
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        ((worker_pid, regions_done),) = conn.execute("select pid, regions_done from workers")
+        (regions,) = conn.execute("select count(*) from regions").fetchone()
+    assert (worker_pid, regions_done) == (proc.pid, regions)  # the run served every region
+    # the run's own records on its standard error, the worker threads' in the workers' log
+    assert "run: every region finished" in stderr
+    assert "tilerunner.imagery.reader: opened" not in stderr
+    logged = (tmp_path / "s.workers.log").read_text(encoding="utf-8")
+    assert "tilerunner.imagery.reader: opened" in logged
+    assert "run: every region finished" not in logged

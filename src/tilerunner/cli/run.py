@@ -2,8 +2,10 @@
 
 The run goes through the same planner, queue, store, workers and aggregator as a cluster: the
 job is planned into a SQLite state file that also holds the queue, ``--workers`` worker
-processes lease its regions, and the aggregator writes the outputs. Running the same command
-with the same ``--state`` resumes: finished regions are never recomputed.
+processes lease its regions (one worker is a thread of the run process, serving the model the
+run loaded: :mod:`tilerunner.cli.thread_worker`), and the aggregator writes the outputs.
+Running the same command with the same ``--state`` resumes: finished regions are never
+recomputed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import click
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
+from tilerunner.cli.thread_worker import ThreadWorker
 from tilerunner.cli.tile_options import (
     check_threshold_classes,
     check_thresholds,
@@ -250,13 +253,18 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
             f"{str(state_path.parent)!r} does not exist; create it or choose another --state path"
         )
     url = f"sqlite:///{state_path}"
-    # the workers start first: their imports and model load overlap this process's own
-    pool = WorkerPool(
-        _worker_argv(url, models, model_params, batch_size, readers),
-        workers,
-        state_path.with_suffix(".workers.log"),
-    )
-    log.debug("run: started %d worker process(es)", workers)
+    pool: WorkerPool | ThreadWorker
+    if workers == 1 and job_path is None:  # the model this process loads serves the job
+        pool = ThreadWorker(
+            settings, url, batch_size, readers, state_path.with_suffix(".workers.log")
+        )
+    else:  # the workers start first: their imports and model load overlap this process's own
+        pool = WorkerPool(
+            _worker_argv(url, models, model_params, batch_size, readers),
+            workers,
+            state_path.with_suffix(".workers.log"),
+        )
+        log.debug("run: started %d worker process(es)", workers)
     try:
         result = _run_job(settings, pool, sources, models, job_path, outputs, params, chosen,
                           state_path, url, preview, quiet, started, {
@@ -289,7 +297,7 @@ def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...]
     ]  # fmt: skip
 
 
-def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
+def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple[str, ...],
              models: dict[str, str], job_path: Path | None, outputs: tuple[str, ...],
              params: dict[str, str], thresholds: list[str], state_path: Path, url: str,
              preview: Path | None, quiet: bool, started: float,
@@ -316,6 +324,8 @@ def _run_job(settings: Settings, pool: WorkerPool, sources: tuple[str, ...],
     if job_path is None:
         model_spec = models[_MODEL_NAME]
         model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
+        if isinstance(pool, ThreadWorker):
+            pool.serve(_MODEL_NAME, model)
         check_threshold_classes(thresholds, model.classes)
         flags = options.pop("segment_flags")
         assert isinstance(flags, dict)
@@ -376,8 +386,8 @@ def _finished(store: Store, job_id: str) -> bool:
     return job is not None and JobState(job.status) in JOB_TERMINAL
 
 
-def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool, state_path: Path,
-             quiet: bool) -> None:  # fmt: skip
+def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool | ThreadWorker,
+             state_path: Path, quiet: bool) -> None:  # fmt: skip
     """Release the workers on the job and wait until every region finished; the workers leave
     on their own then, while this process aggregates."""
     from tilerunner.cli.progress import JobProgress
