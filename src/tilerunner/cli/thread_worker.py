@@ -38,7 +38,7 @@ class ThreadWorker:
     """One worker in a thread, with :class:`~tilerunner.cli.worker_pool.WorkerPool`'s calls."""
 
     def __init__(
-        self, settings: Settings, url: str, batch_size: int, readers: int, log_path: Path
+        self, settings: Settings, url: str, batch_size: int | None, readers: int, log_path: Path
     ) -> None:
         self._settings = settings
         self._log = _ThreadLog(log_path)
