@@ -271,3 +271,76 @@ def test_a_failed_group_and_failed_crops_reopen_and_are_recorded_once(store: Sto
     _, rows = store.photo_rows("j")
     keys = sorted(str(r["extra"]["key"]) for r in rows)
     assert keys == ["0.2.0", "0.2.1", "1.0.2.0", "1.0.2.1"]  # each once
+
+
+def test_an_unreadable_photo_is_read_again_and_its_crops_go_on_once(store: Store) -> None:
+    store.accept_job("j", None, _doc(sources=["x"]))
+    plans = [PhotoPlan(i, f"p{i}", f"/p{i}.png", {}) for i in range(2)]
+    plans.append(PhotoPlan(2, "odd", "/p2.png", {}, error="m.csv:4: lon/lat must be numbers"))
+    assert store.add_photo_plans("j", plans, group_size=4)
+    kwargs: dict[str, Any] = {"group_size": 4, "consumers": [(1, 0.5)]}
+    # photo 0 cannot be read; photo 1's detection goes to stage 1, whose crop is refused
+    members = [MemberOutcome(0, error="/p0.png: not a photo"), MemberOutcome(1, 9, 9)]
+    store.complete_photo_stage("j", 0, 0, _detections([1], [0.9]), members, **kwargs)
+    refused = crop_failure("0.1.0", "/p1.png", Window(1, 2, 10, 10), "model_error", "no")
+    store.complete_photo_stage("j", 0, 1, _detections([], []), [], group_size=4, consumers=[],
+                               failures=[refused])  # fmt: skip
+    [crop_error] = [e for e in store.errors("j") if e.code == "tile_failed"]
+    assert (crop_error.image, crop_error.detection) == ("p1", "0.1.0")
+    states = [i.state for i in store.images("j")]
+    assert states == [ImageState.FAILED, ImageState.DONE, ImageState.FAILED]
+
+    # the photo is read again (the one refused while planning is not), with just it in the
+    # item; the crop waits for it: the stage 1 item reopens when stage 0 completes
+    assert store.reopen_failed_photos("j", 4) == {0: 1}
+    assert store.reopen_failed_photos("j", 4) == {}  # once
+    assert store.reopen_failed_crops("j", 4) == {}
+    assert store.group_members("j", 0, 4) == [(0, "/p0.png")]
+    assert store.pending_regions("j") == [(0, 0)]
+    mended = FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (2, 1)), scores=np.array([0.8, 0.3]),
+        class_ids=np.zeros(2, dtype=np.int64), labels=["square"] * 2,
+        extra=[{"image": 0, "key": "0.0.0"}, {"image": 0, "key": "0.0.1"}],
+    )  # fmt: skip
+    again = store.complete_photo_stage("j", 0, 0, mended, [MemberOutcome(0, 5, 5)], **kwargs)
+    assert again.new_stages == (1,)
+    assert store.pending_regions("j") == [(0, 1)]
+    done = store.stage_parents("j", 0, 4, 1)
+    todo = [k for k, *_ in store.stage_features("j", 0, 4, 0, 0.5) if k not in done]
+    assert todo == ["0.1.0", "0.0.0"]  # the refused crop and the new detection, once each
+    stage1 = FeatureRows(
+        boxes=np.tile([1.0, 2.0, 11.0, 12.0], (2, 1)), scores=np.array([0.7, 0.6]),
+        class_ids=np.array([1, 0]), labels=["b", "a"],
+        extra=[{"image": 0, "key": "1.0.0.0", "parent": "0.0.0"},
+               {"image": 1, "key": "1.0.1.0", "parent": "0.1.0"}],
+    )  # fmt: skip
+    assert store.complete_photo_stage("j", 0, 1, stage1, [], group_size=4, consumers=[]).recorded
+    assert [i.state for i in store.images("j")] == [ImageState.DONE] * 2 + [ImageState.FAILED]
+    assert store.stage_parents("j", 0, 4, 1) == {"0.0.0", "0.1.0"}
+    counts = store.counts("j")
+    assert (counts.images_failed, counts.tiles_failed, counts.regions_failed) == (1, 0, 0)
+    assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE)  # every photo closed
+    _, rows = store.photo_rows("j")
+    keys = sorted(str(r["extra"]["key"]) for r in rows)
+    assert keys == ["0.0.0", "0.0.1", "0.1.0", "1.0.0.0", "1.0.1.0"]  # each once
+
+
+def test_a_photo_that_stays_unreadable_fails_again_with_its_error(store: Store) -> None:
+    store.accept_job("j", None, _doc(sources=["x"]))
+    assert store.add_photo_plans("j", [PhotoPlan(i, f"p{i}", f"/p{i}.png", {}) for i in range(2)],
+                                 group_size=2)  # fmt: skip
+    bad = [MemberOutcome(0, 9, 9), MemberOutcome(1, error="/p1.png: not a photo")]
+    kwargs: dict[str, Any] = {"group_size": 2, "consumers": [(1, 0.5)]}
+    store.complete_photo_stage("j", 0, 0, _detections([], []), bad, **kwargs)
+    assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE)
+    store.set_job_state("j", JobState.AGGREGATING)
+    store.set_job_state("j", JobState.PARTIAL)
+    assert store.reopen_failed_photos("j", 2) == {0: 1}
+    assert store.reopen_job("j")
+    assert store.group_members("j", 0, 2) == [(1, "/p1.png")]
+    store.complete_photo_stage("j", 0, 0, _detections([], []), bad[1:], **kwargs)
+    assert store.image("j", 1).state is ImageState.FAILED
+    sources = [(e.image, e.message) for e in store.errors("j") if e.code == "source_error"]
+    assert sources == [("p1", "/p1.png: not a photo")]
+    assert store.counts("j").images_failed == 1
+    assert store.claim_outbox("t2", 30, job_id="j", kind=AGGREGATE)  # closed again, once

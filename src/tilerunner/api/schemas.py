@@ -95,6 +95,11 @@ class JobErrorItem(_Out):
     image: str | None
     region: int | None
     window: WindowItem | None = Field(default=None, description="The failed tile, if one.")
+    detection: str | None = Field(
+        default=None,
+        description="A photo job's failed crop: the key of the detection it came from "
+        "(``image`` is then the photo's id).",
+    )
 
 
 class Job(_Out):
@@ -120,6 +125,10 @@ class Job(_Out):
 class RetryReport(_Out):
     regions: int = Field(description="Dead-lettered regions put back on the queue.")
     tiles: int = Field(description="Tiles that had failed alone, put back to be redone.")
+    photos: int = Field(
+        default=0,
+        description="A photo job's photos that could not be read, put back to be read again.",
+    )
     job: Job
 
 

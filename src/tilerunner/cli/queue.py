@@ -112,7 +112,11 @@ def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: 
     # a photo job's items are groups of photos and crops, a raster job's regions and tiles
     photos = JobSpec.model_validate(job.spec).photos is not None
     items, parts = ("photo item(s)", "crop(s)") if photos else ("region(s)", "tile(s)")
+    if done.photos:
+        click.echo(f"requeued {done.photos} photo(s) of {job_id} that could not be read")
     if not done.regions:
+        if done.photos and not done.tiles:
+            return
         click.echo(
             f"requeued {done.tiles} failed {parts} of {job_id}"
             if done.tiles

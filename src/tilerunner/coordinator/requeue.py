@@ -10,6 +10,9 @@ ones. The job reopens and is aggregated again, so every object comes back exactl
 A photo job's items are groups of photos and their later stages' crops: a failed one is put
 back with the photos it closed (:meth:`Store.retry_photo_stage`) on its own stage's queue, and
 an item with crops that failed alone redoes just those crops (:meth:`Store.reopen_failed_crops`).
+A photo that failed alone (its bytes could not be fetched or decoded) is read again with its
+group's first stage (:meth:`Store.reopen_failed_photos`); its new detections reopen the later
+stages that crop them.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Retried:
     revived: int
     published: int
     tiles: int
+    photos: int = 0
 
 
 def retry_failed(store: Store, queue_for: QueueFor, job_id: str) -> Retried:
@@ -87,5 +91,11 @@ def retry_failed(store: Store, queue_for: QueueFor, job_id: str) -> Retried:
         store.reopen_job(job_id)
         revived = sum(queue_for(queue_name(m)).requeue_dead(ids) for m, ids in dead.items())
         published = publish_pending(store, queue_for, job_id)
+    photos = 0
+    if spec.photos is not None:  # photos that failed alone, before the crops that wait on them
+        photos = sum(store.reopen_failed_photos(job_id, spec.photos.group_size).values())
+        if photos:
+            store.reopen_job(job_id)
+            published += publish_pending(store, queue_for, job_id)
     tiles = retry_failed_tiles(store, queue_for, job_id, spec)
-    return Retried(len(failed), revived, published, tiles)
+    return Retried(len(failed), revived, published, tiles, photos)

@@ -27,6 +27,7 @@ __all__ = [
     "PhotoGroupItem",
     "PhotoMember",
     "crop_failure",
+    "crop_photo",
     "failed_crop_key",
 ]
 
@@ -88,3 +89,16 @@ def failed_crop_key(message: str) -> str | None:
     """The detection key a crop's failure message names (None for another message)."""
     found = _CROP_FAILURE.match(message)
     return found.group(1) if found else None
+
+
+def crop_photo(key: str) -> int | None:
+    """The image index of the photo a detection key belongs to (None for another string).
+
+    A first-stage detection is ``0.<image>.<n>``; a later stage prefixes its own index (at
+    least 1) to the key of the crop it came from, so the photo follows the first ``0``.
+    """
+    parts = key.split(".")
+    if "0" not in parts:
+        return None
+    at = parts.index("0") + 1
+    return int(parts[at]) if at < len(parts) and parts[at].isdigit() else None

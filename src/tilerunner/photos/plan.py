@@ -76,9 +76,10 @@ def describe_photo_item(
         spec_stage.crops_of,
         spec_stage.min_score,
     )
-    redo = store.failed_crop_keys(message.job_id, message.image_idx, stage)
-    if redo:  # a retry of the crops that failed alone: the others have their results
-        crops = [c for c in crops if c[0] in redo]
+    # a retried item (crops that failed alone) or one reopened by new detections (a redone
+    # photo or crop): the detections that have their result are not cropped again
+    done = store.stage_parents(message.job_id, message.image_idx, photos.group_size, stage)
+    crops = [c for c in crops if c[0] not in done]
     return CropItem.model_validate(
         {
             **common,

@@ -154,7 +154,8 @@ def _jsonl(records: list[dict[str, Any]], path: str) -> None:
 
 def _csv(records: list[dict[str, Any]], path: str) -> None:
     """One row per detection (a photo without any: one row with empty detection columns);
-    each later stage adds ``<model>_label`` and ``<model>_score`` columns."""
+    each later stage adds ``<model>_label`` and ``<model>_score`` columns, and ``errors``
+    holds the detection's failed crops as ``stage:message`` (``; `` between two)."""
     later: list[str] = []
     for record in records:
         for detection in record["detections"]:
@@ -164,6 +165,7 @@ def _csv(records: list[dict[str, Any]], path: str) -> None:
     head = ["photo", "event", "lon", "lat", "status", "error", "model", "label", "score",
             "x0", "y0", "x1", "y1"]  # fmt: skip
     head += [f"{m}_{c}" for m in later for c in ("label", "score")]
+    head.append("errors")
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(head)
@@ -175,7 +177,24 @@ def _csv(records: list[dict[str, Any]], path: str) -> None:
             for d in record["detections"]:
                 by_model = {s["model"]: s for s in d.get("stages", [])}
                 stage_cols = [by_model.get(m, {}).get(c) for m in later for c in ("label", "score")]
-                writer.writerow([*base, d["model"], d["label"], d["score"], *d["box"], *stage_cols])
+                errors = _errors(d)
+                writer.writerow(
+                    [*base, d["model"], d["label"], d["score"], *d["box"], *stage_cols, errors]
+                )
+
+
+def _errors(detection: dict[str, Any]) -> str | None:
+    """The failed crops of a detection and of every later stage's detections under it, as
+    ``stage:message`` joined by ``; `` (None when none failed)."""
+    found: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        found.extend(f"{e['stage']}:{e['error']}" for e in node.get("errors", []))
+        for sub in node.get("stages", []):
+            walk(sub)
+
+    walk(detection)
+    return "; ".join(found) or None
 
 
 def _geojson(records: list[dict[str, Any]], path: str) -> None:

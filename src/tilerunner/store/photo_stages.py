@@ -85,6 +85,13 @@ class PhotoStageStore(StoreBase):
                 n = int((rows.scores >= min_score).sum()) if len(rows) else 0
                 if n and _add_stage(conn, job_id, leader, target, n):
                     new.append(target)
+                elif (n or _has_failures(conn, job_id, leader, target)) and _reopen_done(
+                    conn, job_id, leader, target
+                ):
+                    # a redone photo or crop found more, or the consumer's failed crops wait
+                    # for this stage: the done consumer crops what has no result yet
+                    self._group_reopened(conn, job_id, leader, group_size, None)
+                    new.append(target)
             self._stage_finished(conn, job_id, leader, group_size, failed=None)
         return StageOutcome(True, tuple(new))
 
@@ -136,6 +143,8 @@ class PhotoStageStore(StoreBase):
             ).all()
             reopened: dict[tuple[int, int], int] = {}
             for leader, stage, n in found:
+                if _earlier_pending(conn, job_id, int(leader), int(stage)):
+                    continue  # reopened when the earlier stage completes (it may find more)
                 changed = conn.execute(
                     update(regions)
                     .where(
@@ -149,6 +158,48 @@ class PhotoStageStore(StoreBase):
                 if changed:
                     self._group_reopened(conn, job_id, int(leader), group_size, None)
                     reopened[(int(leader), int(stage))] = int(n)
+        return reopened
+
+    def reopen_failed_photos(self, job_id: str, group_size: int) -> dict[int, int]:
+        """Put every photo that failed alone in a done first stage (its bytes could not be
+        fetched or decoded) back to pending with its group's first stage; {leader: photos}.
+
+        Such a photo's error names its url (``<url>: <why>``); a photo refused while planning
+        (a manifest row without url) or closed by its group's failed item is not one of them.
+        The redone item reads just the photos never read (:meth:`group_members`). Reopen the
+        job afterwards.
+        """
+        with self._begin() as conn:
+            found = conn.execute(
+                select(images.c.idx)
+                .where(
+                    images.c.job_id == job_id,
+                    images.c.state == ImageState.FAILED.value,
+                    images.c.url != "",
+                    images.c.error.startswith(images.c.url + ": ", autoescape=False),
+                    images.c.width.is_(None),
+                )
+                .order_by(images.c.idx)
+            ).scalars()
+            groups: dict[int, list[int]] = {}
+            for idx in found:
+                groups.setdefault(int(idx) - int(idx) % group_size, []).append(int(idx))
+            reopened: dict[int, int] = {}
+            for leader, photos in groups.items():
+                if not _reopen_done(conn, job_id, leader, 0):
+                    continue  # its first stage is not done: it runs the photo anyway, or failed
+                self._group_reopened(conn, job_id, leader, group_size, None)
+                n = conn.execute(
+                    update(images)
+                    .where(images.c.job_id == job_id, images.c.idx.in_(photos))
+                    .values(state=ImageState.PENDING.value, error=None)
+                ).rowcount
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(images_finished=jobs.c.images_finished - n)
+                )
+                reopened[leader] = n
         return reopened
 
     # ------------------------------------------------------------ internals
@@ -275,6 +326,52 @@ def _flip(
                 error=error,
                 attempts=regions.c.attempts + 1,
             )
+        ).rowcount
+    )
+
+
+def _has_failures(conn: Connection, job_id: str, leader: int, stage: int) -> bool:
+    return bool(
+        conn.execute(
+            select(
+                exists().where(
+                    tile_failures.c.job_id == job_id,
+                    tile_failures.c.image_idx == leader,
+                    tile_failures.c.region_idx == stage,
+                )
+            )
+        ).scalar()
+    )
+
+
+def _earlier_pending(conn: Connection, job_id: str, leader: int, stage: int) -> bool:
+    """Whether an earlier stage of the group is pending (being redone)."""
+    return bool(
+        conn.execute(
+            select(
+                exists().where(
+                    regions.c.job_id == job_id,
+                    regions.c.image_idx == leader,
+                    regions.c.idx < stage,
+                    regions.c.state == RegionState.PENDING.value,
+                )
+            )
+        ).scalar()
+    )
+
+
+def _reopen_done(conn: Connection, job_id: str, leader: int, stage: int) -> bool:
+    """Put the group's done ``stage`` back to pending (False when it is not done)."""
+    return bool(
+        conn.execute(
+            update(regions)
+            .where(
+                regions.c.job_id == job_id,
+                regions.c.image_idx == leader,
+                regions.c.idx == stage,
+                regions.c.state == RegionState.DONE.value,
+            )
+            .values(state=RegionState.PENDING.value)
         ).rowcount
     )
 

@@ -71,7 +71,8 @@ class PhotoStore(StoreBase):
         return True
 
     def group_members(self, job_id: str, leader: int, group_size: int) -> list[tuple[int, str]]:
-        """(image index, url) of the group's photos still to run."""
+        """(image index, url) of the group's photos still to run: pending and never read (a
+        retried group's photos read before keep their detections)."""
         with self._begin() as conn:
             rows = conn.execute(
                 select(images.c.idx, images.c.url)
@@ -80,6 +81,7 @@ class PhotoStore(StoreBase):
                     images.c.idx >= leader,
                     images.c.idx < leader + group_size,
                     images.c.state == ImageState.PENDING.value,
+                    images.c.width.is_(None),  # a retry redoes just the photos never read
                 )
                 .order_by(images.c.idx)
             ).all()
@@ -183,6 +185,20 @@ class PhotoStore(StoreBase):
             if key is not None:
                 out.setdefault(key, []).append((int(stage), str(message)))
         return out
+
+    def stage_parents(self, job_id: str, leader: int, group_size: int, stage: int) -> set[str]:
+        """The keys of the detections that already have a result of ``stage`` in the group:
+        a retried or reopened crop item leaves them out."""
+        with self._begin() as conn:
+            extras = conn.execute(
+                select(features.c.extra).where(
+                    features.c.job_id == job_id,
+                    features.c.image_idx >= leader,
+                    features.c.image_idx < leader + group_size,
+                    features.c.region_idx == stage,
+                )
+            ).scalars()
+            return {str(e["parent"]) for e in extras if e and e.get("parent") is not None}
 
     def failed_crop_keys(self, job_id: str, leader: int, stage: int) -> frozenset[str]:
         """The keys of the crops of item ``(leader, stage)`` that failed alone: on a retry the

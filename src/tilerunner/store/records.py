@@ -92,13 +92,15 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class JobError:
-    """A typed error of a job: which image / region (/ tile ``window``) failed and why."""
+    """A typed error of a job: which image / region (/ tile ``window``) failed and why; a
+    photo job's failed crop names the photo as ``image`` and the detection's key."""
 
     code: str
     message: str
     image: str | None
     region: int | None
     window: Window | None = None
+    detection: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from tilerunner.jobs.features import TileFailure
 from tilerunner.jobs.states import RegionState
+from tilerunner.photos.items import crop_photo, failed_crop_key
 from tilerunner.store.base import StoreBase
 from tilerunner.store.records import JobError
 from tilerunner.store.tables import images, regions, tile_failures
@@ -109,7 +110,9 @@ def count_tile_failures(conn: Connection, job_id: str) -> int:
 
 
 def tile_errors(conn: Connection, job_id: str) -> list[JobError]:
-    """A ``tile_failed`` error per failed tile of a done region, with its image and window."""
+    """A ``tile_failed`` error per failed tile of a done region, with its image and window;
+    a photo job's failed crop names the photo it was cut from and the detection's key (read
+    from the message, :func:`tilerunner.photos.items.crop_failure`), not its group's first."""
     rows = conn.execute(
         select(tile_failures, images.c.source_id)
         .select_from(
@@ -128,17 +131,31 @@ def tile_errors(conn: Connection, job_id: str) -> list[JobError]:
             tile_failures.c.row_off,
             tile_failures.c.col_off,
         )
-    )
-    return [
-        JobError(
-            "tile_failed",
-            f"{r.code}: {r.message}",
-            str(r.source_id),
-            int(r.region_idx),
-            window=Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height)),
+    ).all()
+    keys = [failed_crop_key(str(r.message)) for r in rows]
+    photos = {p for p in (crop_photo(k) for k in keys if k is not None) if p is not None}
+    names: dict[int, str] = {}
+    if photos:
+        found = conn.execute(
+            select(images.c.idx, images.c.source_id).where(
+                images.c.job_id == job_id, images.c.idx.in_(sorted(photos))
+            )
+        ).all()
+        names = {int(idx): str(source_id) for idx, source_id in found}
+    out = []
+    for r, key in zip(rows, keys, strict=True):
+        photo = crop_photo(key) if key is not None else None
+        out.append(
+            JobError(
+                "tile_failed",
+                f"{r.code}: {r.message}",
+                names.get(photo, str(r.source_id)) if photo is not None else str(r.source_id),
+                int(r.region_idx),
+                window=Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height)),
+                detection=key,
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 class TileStore(StoreBase):

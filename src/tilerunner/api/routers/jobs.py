@@ -171,7 +171,9 @@ def retry(
     the tiles that failed alone; the job reopens and is aggregated again."""
     job_of(store, caller, job_id)
     done = retry_failed(store, queue_for, job_id)
-    return RetryReport(regions=done.regions, tiles=done.tiles, job=_view(store, job_id))
+    return RetryReport(
+        regions=done.regions, tiles=done.tiles, photos=done.photos, job=_view(store, job_id)
+    )
 
 
 @router.get("/{job_id}/events", response_model=list[Event])
