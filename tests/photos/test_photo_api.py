@@ -156,6 +156,16 @@ def test_photo_results_are_paged_and_retry_brings_back_groups_and_crops_once(
                 [stage2] = match["stages"]
                 assert stage2["label"] == "bright" and stage2["model"] == "cls"
     assert refused >= 1
+    # each refused crop is an error naming the photo it was cut from and its detection
+    crops = [
+        e for e in client.get(f"/v1/jobs/{job_id}/errors").json() if e["code"] == "tile_failed"
+    ]
+    by_id = {r["id"]: r for r in records}
+    assert len(crops) == refused
+    for crop in crops:
+        errors = [e for d in by_id[crop["image"]]["detections"] for e in d.get("errors", [])]
+        assert crop["detection"] in crop["message"] and errors, crop
+        assert crop["detection"].split(".")[1] == str(records.index(by_id[crop["image"]]))
 
     # filters and formats of the same endpoint
     kept = _pages(client, job_id, limit=100, min_score=0.9, label="square")
@@ -165,6 +175,11 @@ def test_photo_results_are_paged_and_retry_brings_back_groups_and_crops_once(
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert {r["photo"] for r in rows} == {records[0]["id"], records[1]["id"]}
     assert "X-Tilerunner-Next-Cursor" in as_csv.headers
+    everything = client.get(f"/v1/jobs/{job_id}/results", params={"format": "csv"})
+    failed_crops = [
+        r["errors"] for r in csv.DictReader(io.StringIO(everything.text)) if r["errors"]
+    ]
+    assert len(failed_crops) == refused and all(e.startswith("1:crop ") for e in failed_crops)
     bad = client.get(f"/v1/jobs/{job_id}/results", params={"format": "geoparquet"})
     assert bad.status_code == 422 and "jsonl, csv or geojson" in bad.text
     bad = client.get(f"/v1/jobs/{job_id}/results", params={"cursor": "nonsense"})

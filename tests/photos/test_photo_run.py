@@ -107,7 +107,8 @@ def test_a_refused_crop_fails_alone_and_requeue_classifies_it_once(tmp_path: Pat
     (tmp_path / "job.json").write_text(json.dumps(job))
     args = [
         "run", "--job", "job.json", "--model", "det=tr_photos:ShadeDetector",
-        "--model", "cls=tr_photos:PickyClassifier", "-o", "out.jsonl", "--batch-size", "1",
+        "--model", "cls=tr_photos:PickyClassifier", "-o", "out.jsonl", "-o", "out.csv",
+        "--batch-size", "1",
         "--state", "state.db", "--quiet",
     ]  # fmt: skip
     first = tilerunner(*args, cwd=tmp_path)
@@ -115,6 +116,9 @@ def test_a_refused_crop_fails_alone_and_requeue_classifies_it_once(tmp_path: Pat
     records = read_jsonl(tmp_path / "out.jsonl")
     errors = [e for r in records for d in r["detections"] for e in d.get("errors", [])]
     assert len(errors) == n_red and all("refuses red" in e["error"] for e in errors)
+    with (tmp_path / "out.csv").open() as handle:
+        in_csv = [r["errors"] for r in csv.DictReader(handle) if r["errors"]]
+    assert len(in_csv) == n_red and all(e.startswith("1:crop 0.") for e in in_csv)
     labelled = [s for r in records for d in r["detections"] for s in d.get("stages", [])]
     assert len(labelled) == n_bright - n_red and {s["label"] for s in labelled} == {"bright"}
     with sqlite3.connect(tmp_path / "state.db") as conn:
@@ -146,3 +150,45 @@ def test_a_refused_crop_fails_alone_and_requeue_classifies_it_once(tmp_path: Pat
     assert json.loads((tmp_path / "again.geojson").read_text())["features"] == []  # no GPS
     refused = tilerunner("results", job_id, "--store", store, "-o", "x.parquet", cwd=tmp_path)
     assert refused.returncode != 0 and "end the name in .jsonl, .csv or .geojson" in refused.stderr
+
+
+def test_an_unreadable_photo_is_read_again_by_requeue_once(tmp_path: Path) -> None:
+    # groups of 5: "broken" shares its group with p5, whose bright square makes the group's
+    # stage-2 item before "broken" is mended
+    job, truth = _collection(tmp_path, 5)
+    args = [
+        "run", "--job", str(job), "--model", "det=tr_photos:ShadeDetector",
+        "--model", "cls=tr_photos:CentreClassifier", "-o", "out.jsonl", "--batch-size", "2",
+        "--state", "state.db", "--quiet",
+    ]  # fmt: skip
+    first = tilerunner(*args, cwd=tmp_path)
+    assert first.returncode == 1 and "job partial" in first.stderr, first.stderr
+    broken = read_jsonl(tmp_path / "out.jsonl")[-2]
+    assert broken["status"] == "failed" and "broken.jpg" in broken["error"]
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        [(job_id,)] = conn.execute("select id from jobs").fetchall()
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+
+    # still garbage: read again, it fails again with the same message (the url-less row is
+    # not retried: nothing can mend it but the manifest)
+    requeue = tilerunner("queue", "requeue", job_id, "--store", store, cwd=tmp_path)
+    assert requeue.returncode == 0 and "requeued 1 photo(s)" in requeue.stdout, requeue.stdout
+    again = tilerunner(*args, cwd=tmp_path)
+    assert again.returncode == 1 and "job partial" in again.stderr, again.stderr
+    assert read_jsonl(tmp_path / "out.jsonl")[-2] == broken
+
+    # mended (a copy of p1, two bright squares): its squares are found and the bright ones
+    # classified, once each; the rest unchanged
+    (tmp_path / "broken.jpg").write_bytes((tmp_path / truth[1].name).read_bytes())
+    requeue = tilerunner("queue", "requeue", job_id, "--store", store, cwd=tmp_path)
+    assert "requeued 1 photo(s)" in requeue.stdout, requeue.stdout
+    again = tilerunner(*args, cwd=tmp_path)
+    assert again.returncode == 1 and "job partial" in again.stderr, again.stderr
+    records = read_jsonl(tmp_path / "out.jsonl")
+    for record, photo in zip(records, [*truth, truth[1]], strict=False):
+        check_photo(record, photo, labelled=True)
+    assert records[-1]["status"] == "failed" and "has no url" in records[-1]["error"]
+    n_squares = sum(len(t.squares) for t in [*truth, truth[1]])
+    n_bright = sum(1 for t in [*truth, truth[1]] for s in t.squares if s[4] == BRIGHT)
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        assert conn.execute("select count(*) from features").fetchone() == (n_squares + n_bright,)
