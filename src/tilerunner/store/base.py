@@ -12,13 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import DBAPIError
 
 from tilerunner.errors import StoreError
-from tilerunner.store.tables import events
+from tilerunner.jobs.states import JobState, sources_of
+from tilerunner.store.tables import events, jobs
 
 __all__ = ["Renewal", "StoreBase"]
+
+_STARTABLE = [s.value for s in sources_of(JobState.RUNNING)]
 
 Renewal = Callable[[Connection], None]
 """Called now and then on the connection of a long transaction (reading or writing millions of
@@ -62,3 +65,14 @@ class StoreBase:
                 region_idx=region_idx,
             )
         )
+
+    def _mark_running(self, conn: Connection, job_id: str, reason: str) -> None:
+        """Move the job to running, with ``reason`` on its timeline, where its state allows it
+        (the first finished work item does; later ones find it running already)."""
+        started = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.in_(_STARTABLE))
+            .values(status=JobState.RUNNING.value, started_at=self._clock())
+        ).rowcount
+        if started:
+            self._event(conn, job_id, JobState.RUNNING.value, reason)

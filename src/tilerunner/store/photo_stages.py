@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, update
 
 from tilerunner.jobs.features import FeatureRows, TileFailure
-from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
+from tilerunner.jobs.states import ImageState, RegionState
 from tilerunner.store.base import StoreBase
 from tilerunner.store.features import insert_features
 from tilerunner.store.tables import images, jobs, regions, tile_failures
-from tilerunner.store.tiles import replace_tile_failures
+from tilerunner.store.tiles import reopen_done_region, replace_tile_failures
 from tilerunner.work.results import MemberOutcome
 
 __all__ = ["PhotoStageStore", "StageOutcome"]
-
-_STARTABLE = [s.value for s in sources_of(JobState.RUNNING)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +83,7 @@ class PhotoStageStore(StoreBase):
                 n = int((rows.scores >= min_score).sum()) if len(rows) else 0
                 if n and _add_stage(conn, job_id, leader, target, n):
                     new.append(target)
-                elif (n or _has_failures(conn, job_id, leader, target)) and _reopen_done(
+                elif (n or _has_failures(conn, job_id, leader, target)) and reopen_done_region(
                     conn, job_id, leader, target
                 ):
                     # a redone photo or crop found more, or the consumer's failed crops wait
@@ -145,17 +143,7 @@ class PhotoStageStore(StoreBase):
             for leader, stage, n in found:
                 if _earlier_pending(conn, job_id, int(leader), int(stage)):
                     continue  # reopened when the earlier stage completes (it may find more)
-                changed = conn.execute(
-                    update(regions)
-                    .where(
-                        regions.c.job_id == job_id,
-                        regions.c.image_idx == leader,
-                        regions.c.idx == stage,
-                        regions.c.state == RegionState.DONE.value,
-                    )
-                    .values(state=RegionState.PENDING.value)
-                ).rowcount
-                if changed:
+                if reopen_done_region(conn, job_id, int(leader), int(stage)):
                     self._group_reopened(conn, job_id, int(leader), group_size, None)
                     reopened[(int(leader), int(stage))] = int(n)
         return reopened
@@ -186,7 +174,7 @@ class PhotoStageStore(StoreBase):
                 groups.setdefault(int(idx) - int(idx) % group_size, []).append(int(idx))
             reopened: dict[int, int] = {}
             for leader, photos in groups.items():
-                if not _reopen_done(conn, job_id, leader, 0):
+                if not reopen_done_region(conn, job_id, leader, 0):
                     continue  # its first stage is not done: it runs the photo anyway, or failed
                 self._group_reopened(conn, job_id, leader, group_size, None)
                 n = conn.execute(
@@ -238,13 +226,7 @@ class PhotoStageStore(StoreBase):
             .values(regions_finished=images.c.regions_finished + 1)
             .returning(images.c.regions_finished, images.c.regions_total)
         ).one()
-        started = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status.in_(_STARTABLE))
-            .values(status=JobState.RUNNING.value, started_at=self._clock())
-        ).rowcount
-        if started:
-            self._event(conn, job_id, JobState.RUNNING.value, "first work item finished")
+        self._mark_running(conn, job_id, "first work item finished")
         if finished < total:
             return
         state = ImageState.DONE if failed is None else ImageState.FAILED
@@ -357,22 +339,6 @@ def _earlier_pending(conn: Connection, job_id: str, leader: int, stage: int) -> 
                 )
             )
         ).scalar()
-    )
-
-
-def _reopen_done(conn: Connection, job_id: str, leader: int, stage: int) -> bool:
-    """Put the group's done ``stage`` back to pending (False when it is not done)."""
-    return bool(
-        conn.execute(
-            update(regions)
-            .where(
-                regions.c.job_id == job_id,
-                regions.c.image_idx == leader,
-                regions.c.idx == stage,
-                regions.c.state == RegionState.DONE.value,
-            )
-            .values(state=RegionState.PENDING.value)
-        ).rowcount
     )
 
 

@@ -58,7 +58,6 @@ __all__ = ["AGGREGATE", "Store"]
 #: Features read from the database at a time when an image's features are loaded.
 _READ_ROWS = 50_000
 # the first finished region moves a job to running from where the states table allows it
-_STARTABLE = [s.value for s in sources_of(JobState.RUNNING)]
 
 
 # The hot path of completion as prebuilt statements: built once, they skip SQLAlchemy's
@@ -524,13 +523,7 @@ class Store(
         """
         finished, total = conn.execute(_COUNT_REGION, {"job": job_id, "image": image_idx}).one()
         if finished == 1:
-            started = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status.in_(_STARTABLE))
-                .values(status=JobState.RUNNING.value, started_at=self._clock())
-            ).rowcount
-            if started:
-                self._event(conn, job_id, JobState.RUNNING.value, "first region finished")
+            self._mark_running(conn, job_id, "first region finished")
         if finished < total:
             return
         done = conn.execute(

@@ -40,6 +40,7 @@ from tilerunner.tiling import Window
 __all__ = [
     "TileStore",
     "count_tile_failures",
+    "reopen_done_region",
     "replace_tile_failures",
     "tile_errors",
     "tile_failures",
@@ -96,6 +97,23 @@ def replace_tile_failures(
                 for f in failures
             ],
         )
+
+
+def reopen_done_region(conn: Connection, job_id: str, image_idx: int, idx: int) -> bool:
+    """Put a done region (or a photo group's done stage) back to pending; False when it is not
+    done."""
+    return bool(
+        conn.execute(
+            update(regions)
+            .where(
+                regions.c.job_id == job_id,
+                regions.c.image_idx == image_idx,
+                regions.c.idx == idx,
+                regions.c.state == RegionState.DONE.value,
+            )
+            .values(state=RegionState.PENDING.value)
+        ).rowcount
+    )
 
 
 def count_tile_failures(conn: Connection, job_id: str) -> int:
@@ -199,17 +217,7 @@ class TileStore(StoreBase):
             ).all()
             reopened: dict[tuple[int, int], int] = {}
             for image_idx, region_idx, n in found:
-                changed = conn.execute(
-                    update(regions)
-                    .where(
-                        regions.c.job_id == job_id,
-                        regions.c.image_idx == image_idx,
-                        regions.c.idx == region_idx,
-                        regions.c.state == RegionState.DONE.value,
-                    )
-                    .values(state=RegionState.PENDING.value)
-                ).rowcount
-                if changed:
+                if reopen_done_region(conn, job_id, int(image_idx), int(region_idx)):
                     self._region_reopened(conn, job_id, int(image_idx))
                     reopened[(int(image_idx), int(region_idx))] = int(n)
         return reopened
