@@ -14,16 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi.responses import FileResponse, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
-from tilerunner.api.results import ResultFilter, ResultFormat
+from tilerunner.api.results import ResultFilter, ResultFormat, file_response
 from tilerunner.errors import InvalidRequestError
 from tilerunner.photos.results import indexed_photo_records, write_photo_records
 from tilerunner.store import Store
@@ -110,15 +107,8 @@ def _response(records: list[dict[str, Any]], fmt: ResultFormat, stem: str) -> Re
     headers = {"Content-Disposition": f'attachment; filename="{stem}{ext}"'}
     if fmt is ResultFormat.JSONL:
         return StreamingResponse(_lines(records), media_type=media, headers=headers)
-    fd, path = tempfile.mkstemp(prefix="tilerunner-photos-", suffix=ext)
-    os.close(fd)
-    try:
-        write_photo_records(records, path, fmt.value)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return FileResponse(
-        path, media_type=media, headers=headers, background=BackgroundTask(os.unlink, path)
+    return file_response(
+        lambda path: write_photo_records(records, path, fmt.value), ext, media, headers
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +30,7 @@ __all__ = [
     "BBox",
     "ResultFilter",
     "ResultFormat",
+    "file_response",
     "filter_table",
     "label_set",
     "parse_bbox",
@@ -128,10 +129,18 @@ def result_response(table: FeatureTable, fmt: ResultFormat, stem: str) -> Respon
     headers = {"Content-Disposition": f'attachment; filename="{stem}{ext}"'}
     if fmt is ResultFormat.GEOJSON:
         return StreamingResponse(geojson_chunks(table), media_type=media, headers=headers)
+    return file_response(lambda path: FORMATS[fmt.value](table, path, None), ext, media, headers)
+
+
+def file_response(
+    write: Callable[[str], object], ext: str, media: str, headers: dict[str, str]
+) -> Response:
+    """What ``write(path)`` writes to a temporary ``ext`` file, sent as the response; the file
+    is removed once it has been sent (or at once, when writing fails)."""
     fd, path = tempfile.mkstemp(prefix="tilerunner-results-", suffix=ext)
     os.close(fd)
     try:
-        FORMATS[fmt.value](table, path, None)
+        write(path)
     except BaseException:
         os.unlink(path)
         raise
