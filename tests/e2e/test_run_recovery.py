@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -84,6 +85,10 @@ def test_rerun_of_a_finished_job_recomputes_nothing(tmp_path: Path) -> None:
     ]  # fmt: skip
     first = tilerunner(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    copied = tmp_path / "copy.db"  # the state file alone, without its write-ahead log
+    copied.write_bytes((tmp_path / "s.db").read_bytes())
+    with contextlib.closing(sqlite3.connect(copied)) as conn:
+        assert conn.execute("select status from jobs").fetchall() == [("succeeded",)]
     (tmp_path / "out.geojson").unlink()
     second = tilerunner(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr

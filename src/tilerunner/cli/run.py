@@ -10,6 +10,7 @@ recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -282,8 +283,22 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         log.debug("run: workers stopped")
         if not state_path.exists():  # the run failed its checks: it leaves nothing behind
             pool.discard_log()
+        else:
+            _fold_wal(state_path)
     if result is not None:
         sys.exit(result)
+
+
+def _fold_wal(state_path: Path) -> None:
+    """Copy what the run recorded from the write-ahead log into the state file itself, so that
+    ``state.db`` alone holds the run (a copy of it without its ``-wal`` file would miss it)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(state_path, timeout=5)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as error:  # the state is whole either way: the log is read on open
+        log.debug("run: the write-ahead log of %s stays beside it: %s", state_path, error)
 
 
 def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...],
