@@ -58,31 +58,12 @@ class ThreadWorker:
         """Start serving ``job_id`` until every region of it finished (None: nothing to do)."""
         if job_id is None or self._thread is not None:
             return
-        from tilerunner.cli.common import queue_factory
-        from tilerunner.store import open_store
-        from tilerunner.work.direct import DirectWorkSource
-        from tilerunner.work.service import WorkService, WorkServiceOptions
-        from tilerunner.worker import Worker, WorkerOptions
+        from tilerunner.cli.worker import direct_source, worker_options
+        from tilerunner.worker import Worker
 
         settings = self._settings
-        source = DirectWorkSource(
-            WorkService(
-                open_store(self._url),
-                queue_factory(self._url, settings),
-                WorkServiceOptions(
-                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts
-                ),
-            )
-        )
-        options = WorkerOptions(
-            batch_size=self._batch_size,
-            readers=self._readers,
-            lease_seconds=settings.lease_seconds,
-            read_retries=settings.read_retries,
-            strip_bytes=settings.read_strip_mb * 2**20,
-            fetch=settings.fetch_options(),
-            s3_endpoint_url=settings.s3_endpoint_url,
-        )
+        source = direct_source(settings, self._url, self._url, None)
+        options = worker_options(settings, self._batch_size, self._readers, 0.0)
         worker = Worker(source, self._models, options, env=settings.gdal_env())
         self._worker = worker
         self._log.start()

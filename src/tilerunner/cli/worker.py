@@ -24,6 +24,7 @@ from tilerunner.settings import Settings
 if TYPE_CHECKING:
     from tilerunner.models import LoadedModel
     from tilerunner.work import WorkSource
+    from tilerunner.worker import WorkerOptions
 
 __all__ = ["worker"]
 
@@ -46,8 +47,9 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
     return models
 
 
-def _direct_source(settings: Settings, store_url: str | None, broker_url: str | None,
-                   until_job: str | None) -> WorkSource:  # fmt: skip
+def direct_source(settings: Settings, store_url: str | None, broker_url: str | None,
+                  until_job: str | None) -> WorkSource:  # fmt: skip
+    """A source that leases from the store and broker directly (``--store``/``--broker``)."""
     from tilerunner.store import open_store
     from tilerunner.work.direct import DirectWorkSource
     from tilerunner.work.service import WorkService, WorkServiceOptions
@@ -64,6 +66,24 @@ def _direct_source(settings: Settings, store_url: str | None, broker_url: str | 
         ),
     )
     return DirectWorkSource(service)
+
+
+def worker_options(
+    settings: Settings, batch_size: int | None, readers: int, wait_seconds: float
+) -> WorkerOptions:
+    """The worker loop's options: the command's flags, the rest from ``settings``."""
+    from tilerunner.worker import WorkerOptions
+
+    return WorkerOptions(
+        batch_size=batch_size,
+        readers=readers,
+        lease_seconds=settings.lease_seconds,
+        wait_seconds=wait_seconds,
+        read_retries=settings.read_retries,
+        strip_bytes=settings.read_strip_mb * 2**20,
+        fetch=settings.fetch_options(),
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
 
 
 def _load_models(
@@ -115,7 +135,7 @@ def worker(
     until_job: str | None,
 ) -> None:
     """Serve models: lease their work, run them, record the results."""
-    from tilerunner.worker import Worker, WorkerOptions
+    from tilerunner.worker import Worker
 
     api_url = api_url or settings.api_url
     if api_url and (store_url or broker_url):
@@ -147,18 +167,10 @@ def worker(
 
         source = HttpWorkSource(api_url, token or settings.api_token or "")
     else:
-        source = _direct_source(settings, store_url, broker_url, until_job)
+        source = direct_source(settings, store_url, broker_url, until_job)
     models = models or _load_models(specs, params, settings)
-    options = WorkerOptions(
-        batch_size=batch_size,
-        readers=readers,
-        lease_seconds=settings.lease_seconds,
-        wait_seconds=(_UNTIL_POLL if until_job else _LONG_POLL) if api_url else 0.0,
-        read_retries=settings.read_retries,
-        strip_bytes=settings.read_strip_mb * 2**20,
-        fetch=settings.fetch_options(),
-        s3_endpoint_url=settings.s3_endpoint_url,
-    )
+    wait = (_UNTIL_POLL if until_job else _LONG_POLL) if api_url else 0.0
+    options = worker_options(settings, batch_size, readers, wait)
     runner = Worker(source, models, options, env=settings.gdal_env())
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
