@@ -11,8 +11,6 @@ filtered page may hold fewer than ``limit`` photos while more follow.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
+from tilerunner.api.cursors import pack_cursor, unpack_cursor
 from tilerunner.api.results import ResultFilter, ResultFormat, file_response
 from tilerunner.errors import InvalidRequestError
 from tilerunner.photos.results import indexed_photo_records, write_photo_records
@@ -37,19 +36,15 @@ _MEDIA = {
 
 
 def encode_photo_cursor(after: int) -> str:
-    raw = json.dumps({"photo": after}, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return pack_cursor({"photo": after})
 
 
 def decode_photo_cursor(cursor: str) -> int:
     """The last photo index a cursor encodes; a clear error for a cursor we did not make."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        after = json.loads(raw)["photo"]
-        if isinstance(after, int) and after >= 0:
-            return after
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        pass
+    value = unpack_cursor(cursor)
+    after = value.get("photo") if isinstance(value, dict) else None
+    if isinstance(after, int) and after >= 0:
+        return after
     raise InvalidRequestError(
         f"invalid cursor {cursor!r}; pass the {NEXT_CURSOR_HEADER} header of the previous page "
         "unchanged"

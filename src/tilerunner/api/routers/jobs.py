@@ -8,15 +8,13 @@ appears in a listing. Listing pages with an opaque cursor that encodes the last 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from starlette.responses import Response as StarletteResponse
 
+from tilerunner.api.cursors import pack_cursor, unpack_cursor
 from tilerunner.api.deps import (
     QueueForDep,
     ReadCaller,
@@ -59,19 +57,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def encode_cursor(created_at: float, job_id: str) -> str:
-    raw = json.dumps([created_at, job_id], separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return pack_cursor([created_at, job_id])
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
     """The (created_at, id) a cursor encodes; a clear error for a cursor we did not make."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
+    value = unpack_cursor(cursor)
+    if isinstance(value, list) and len(value) == 2:
+        created_at, job_id = value
         if isinstance(created_at, int | float) and isinstance(job_id, str):
             return float(created_at), job_id
-    except (binascii.Error, ValueError, TypeError):
-        pass
     raise InvalidRequestError(
         f"invalid cursor {cursor!r}; pass the next_cursor of the previous page unchanged"
     )
