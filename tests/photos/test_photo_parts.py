@@ -305,7 +305,7 @@ def test_an_unreadable_photo_is_read_again_and_its_crops_go_on_once(store: Store
     again = store.complete_photo_stage("j", 0, 0, mended, [MemberOutcome(0, 5, 5)], **kwargs)
     assert again.new_stages == (1,)
     assert store.pending_regions("j") == [(0, 1)]
-    done = store.stage_parents("j", 0, 4, 1)
+    done = store.stage_cropped("j", 0, 4, 1)
     todo = [k for k, *_ in store.stage_features("j", 0, 4, 0, 0.5) if k not in done]
     assert todo == ["0.1.0", "0.0.0"]  # the refused crop and the new detection, once each
     stage1 = FeatureRows(
@@ -316,7 +316,7 @@ def test_an_unreadable_photo_is_read_again_and_its_crops_go_on_once(store: Store
     )  # fmt: skip
     assert store.complete_photo_stage("j", 0, 1, stage1, [], group_size=4, consumers=[]).recorded
     assert [i.state for i in store.images("j")] == [ImageState.DONE] * 2 + [ImageState.FAILED]
-    assert store.stage_parents("j", 0, 4, 1) == {"0.0.0", "0.1.0"}
+    assert store.stage_cropped("j", 0, 4, 1) == {"0.0.0", "0.1.0"}
     counts = store.counts("j")
     assert (counts.images_failed, counts.tiles_failed, counts.regions_failed) == (1, 0, 0)
     assert store.claim_outbox("t", 30, job_id="j", kind=AGGREGATE)  # every photo closed

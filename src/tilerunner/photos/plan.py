@@ -9,7 +9,7 @@ photo that cannot be decoded is found by the worker that reads it and fails alon
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tilerunner.broker import Message, Queue
 from tilerunner.jobs import JobSpec, RegionMessage, queue_name
@@ -17,6 +17,8 @@ from tilerunner.jobs.stages import consumers
 from tilerunner.photos.items import Crop, CropItem, PhotoGroupItem, PhotoMember
 from tilerunner.photos.sources import expand_photos
 from tilerunner.store import Store
+from tilerunner.store.photo_crops import CropRun
+from tilerunner.store.photo_stages import StageOutcome
 from tilerunner.store.photos import PhotoPlan
 from tilerunner.work.results import WorkResult
 
@@ -25,6 +27,7 @@ __all__ = [
     "describe_photo_item",
     "fail_photo_item",
     "plan_photos",
+    "publish_stages",
     "stage_model",
 ]
 
@@ -77,8 +80,8 @@ def describe_photo_item(
         spec_stage.min_score,
     )
     # a retried item (crops that failed alone) or one reopened by new detections (a redone
-    # photo or crop): the detections that have their result are not cropped again
-    done = store.stage_parents(message.job_id, message.image_idx, photos.group_size, stage)
+    # photo or crop): the detections cropped before (with results, or found empty) are not
+    done = store.stage_cropped(message.job_id, message.image_idx, photos.group_size, stage)
     crops = [c for c in crops if c[0] not in done]
     return CropItem.model_validate(
         {
@@ -96,10 +99,12 @@ def complete_photo_item(
     spec: JobSpec,
     result: WorkResult,
     worker: str,
-) -> bool:
-    """Record a photo item once and publish the later stages its completion added."""
+) -> StageOutcome:
+    """Record a photo item once and publish the later stages its completion added; an item
+    that went back to pending (``again``) is published by the caller once it has acked it."""
     assert spec.photos is not None
     stage = message.region_idx
+    crops_of = spec.pipeline[stage].crops_of
     outcome = store.complete_photo_stage(
         message.job_id,
         message.image_idx,
@@ -110,17 +115,35 @@ def complete_photo_item(
         consumers=[(t, spec.pipeline[t].min_score) for t in consumers(spec.pipeline, stage)],
         worker=worker,
         failures=result.tile_failures,
+        crops=None
+        if crops_of is None
+        else CropRun(
+            crops_of,
+            spec.pipeline[stage].min_score,
+            # a result that does not name its crops (a worker of an older version)
+            frozenset(result.crops) if result.crops or not result.n_tiles else None,
+        ),
     )
-    for target in outcome.new_stages:
-        # after the commit; a crash before this publish leaves a pending row the sweep
-        # re-publishes, and the deterministic id makes a second publish a no-op
+    # after the commit; a crash before this publish leaves a pending row the sweep
+    # re-publishes, and the deterministic id makes a second publish a no-op
+    publish_stages(queue_for, message, spec, outcome.new_stages)
+    return outcome
+
+
+def publish_stages(
+    queue_for: Callable[[str], Queue],
+    message: RegionMessage,
+    spec: JobSpec,
+    stages: Sequence[int],
+) -> None:
+    """Publish the items of ``stages`` of the group of ``message`` on their models' queues."""
+    for target in stages:
         follow = RegionMessage(
             job_id=message.job_id, image_idx=message.image_idx, region_idx=target
         )
         queue_for(queue_name(stage_model(spec, target))).publish(
             [Message(follow.id, follow.encode())]
         )
-    return outcome.recorded
 
 
 def fail_photo_item(

@@ -199,7 +199,10 @@ def _crops_result(pending: _Pending) -> WorkResult:
             rows = _to_source(rows, reader.fit, reader.window)
             keys = [f"{pending.item.stage}.{crop.key}.{n}" for n in range(len(rows))]
         parts.append(_stamp(rows, pending, [crop.image_idx] * len(rows), keys, crop.key))
-    return WorkResult(FeatureRows.concat(parts), len(pending.readers), tuple(failures))
+    cropped = tuple(crop.key for crop in pending.item.crops)
+    return WorkResult(
+        FeatureRows.concat(parts), len(pending.readers), tuple(failures), crops=cropped
+    )
 
 
 def _to_source(rows: FeatureRows, fitted: Fit, window: Window) -> FeatureRows:

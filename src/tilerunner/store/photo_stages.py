@@ -9,9 +9,16 @@ and the repair sweep re-publishes any pending row a crash left unpublished. The 
 the group's last stage finish and closes its photos; the last photo closed schedules the job's
 one aggregation as for any job.
 
+A later stage's completion records what became of each crop it ran (results, nothing found, a
+failure: :mod:`tilerunner.store.photo_crops`). An earlier stage that completes locks its
+consumers' rows first: a done consumer with detections to crop now is reopened; a pending one
+(perhaps running with the detections it was given before) finds them when it completes, and
+goes back to pending for them. So each detection gets one outcome of each later stage.
+
 Retrying (``tilerunner queue requeue``) puts a failed stage, or a done stage with failed crops,
-back to pending and reopens the group's photos it had closed; a retried crop item redoes only
-its failed crops, so every detection and stage result is stored once.
+back to pending and reopens the group's photos it had closed; a retried or reopened crop item
+crops only the detections without an outcome yet, so every detection and stage result is
+stored once.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.jobs.states import ImageState, RegionState
 from tilerunner.store.base import StoreBase
 from tilerunner.store.features import insert_features
+from tilerunner.store.photo_crops import CropRun, record_crops
 from tilerunner.store.tables import images, jobs, regions, tile_failures
 from tilerunner.store.tiles import reopen_done_region, replace_tile_failures
 from tilerunner.work.results import MemberOutcome
@@ -35,10 +43,12 @@ __all__ = ["PhotoStageStore", "StageOutcome"]
 
 @dataclass(frozen=True, slots=True)
 class StageOutcome:
-    """What completing a stage did: recorded at all, and the later stages it enqueued."""
+    """What completing a stage did: recorded at all, the later stages it enqueued, and whether
+    the item itself went back to pending (detections to crop came in while it ran)."""
 
     recorded: bool
     new_stages: tuple[int, ...] = ()
+    again: bool = False
 
 
 class PhotoStageStore(StoreBase):
@@ -60,17 +70,32 @@ class PhotoStageStore(StoreBase):
         consumers: Sequence[tuple[int, float]],
         worker: str = "",
         failures: Sequence[TileFailure] = (),
+        crops: CropRun | None = None,
     ) -> StageOutcome:
         """Record a stage of a group once (False for a duplicate delivery), with the crops that
         failed alone, and add the rows of the ``consumers`` (stage, min_score) that have
-        detections to work on."""
+        detections to work on. A later stage's item says what it cropped (``crops``); when
+        detections to crop came in while it ran, it goes back to pending (``again``)."""
         now = self._clock()
         with self._begin() as conn:
             if not _flip(conn, job_id, leader, stage, RegionState.DONE, len(rows), worker, now):
                 return StageOutcome(False)
+            # the consumers' rows are locked before anything is read or written: a consumer
+            # completing meanwhile either sees this stage's detections or is seen done here
+            states = _lock_stages(conn, job_id, leader, [t for t, _ in consumers])
+            left = 0
+            if crops is not None:
+                given = len(rows)
+                rows, left = record_crops(
+                    conn, job_id, leader, stage, rows, failures, crops,
+                    group_size=group_size, at=now,
+                )  # fmt: skip
+                if len(rows) < given:  # results of crops that had theirs already
+                    _count_features(conn, job_id, leader, stage, len(rows) - given)
+            else:
+                # a retried item redid just its failed crops: their old failures give way
+                replace_tile_failures(conn, job_id, leader, stage, failures, now)
             insert_features(conn, job_id, stage, rows, None)
-            # a retried item redid just its failed crops: their old failures give way to these
-            replace_tile_failures(conn, job_id, leader, stage, failures, now)
             if failures:
                 self._event(
                     conn, job_id, "tiles_failed",
@@ -81,17 +106,31 @@ class PhotoStageStore(StoreBase):
             new = []
             for target, min_score in consumers:
                 n = int((rows.scores >= min_score).sum()) if len(rows) else 0
-                if n and _add_stage(conn, job_id, leader, target, n):
+                state = states.get(target)
+                if state is None and n:
+                    _add_stage(conn, job_id, leader, target, n)
                     new.append(target)
-                elif (n or _has_failures(conn, job_id, leader, target)) and reopen_done_region(
-                    conn, job_id, leader, target
+                elif state is RegionState.DONE and (
+                    n or _has_failures(conn, job_id, leader, target)
                 ):
                     # a redone photo or crop found more, or the consumer's failed crops wait
-                    # for this stage: the done consumer crops what has no result yet
+                    # for this stage: the done consumer crops what has no outcome yet (a
+                    # pending one crops them when it runs, or goes back to pending for them)
+                    reopen_done_region(conn, job_id, leader, target)
                     self._group_reopened(conn, job_id, leader, group_size, None)
                     new.append(target)
-            self._stage_finished(conn, job_id, leader, group_size, failed=None)
-        return StageOutcome(True, tuple(new))
+            if left:
+                # an earlier stage, redone while this item ran, found more: it runs again
+                reopen_done_region(conn, job_id, leader, stage)
+                self._event(
+                    conn, job_id, "stage_reopened",
+                    f"{left} detection(s) to crop came in while stage {stage} ran",
+                    image_idx=leader, region_idx=stage,
+                )  # fmt: skip
+                self._mark_running(conn, job_id, "first work item finished")
+            else:
+                self._stage_finished(conn, job_id, leader, group_size, failed=None)
+        return StageOutcome(True, tuple(new), again=bool(left))
 
     def fail_photo_stage(
         self, job_id: str, leader: int, stage: int, error: str, *, group_size: int, worker: str = ""
@@ -312,6 +351,14 @@ def _flip(
     )
 
 
+def _count_features(conn: Connection, job_id: str, leader: int, stage: int, n: int) -> None:
+    conn.execute(
+        update(regions)
+        .where(regions.c.job_id == job_id, regions.c.image_idx == leader, regions.c.idx == stage)
+        .values(n_features=regions.c.n_features + n)
+    )
+
+
 def _has_failures(conn: Connection, job_id: str, leader: int, stage: int) -> bool:
     return bool(
         conn.execute(
@@ -342,18 +389,8 @@ def _earlier_pending(conn: Connection, job_id: str, leader: int, stage: int) -> 
     )
 
 
-def _add_stage(conn: Connection, job_id: str, leader: int, stage: int, n_crops: int) -> bool:
-    """Add the group's row of a consuming stage; False when it exists (a retried item's redone
-    crops: the stage already has its row)."""
-    there = conn.execute(
-        select(
-            exists().where(
-                regions.c.job_id == job_id, regions.c.image_idx == leader, regions.c.idx == stage
-            )
-        )
-    ).scalar()
-    if there:
-        return False
+def _add_stage(conn: Connection, job_id: str, leader: int, stage: int, n_crops: int) -> None:
+    """Add the group's row of a consuming stage (it has none yet)."""
     conn.execute(
         regions.insert().values(
             job_id=job_id,
@@ -375,4 +412,19 @@ def _add_stage(conn: Connection, job_id: str, leader: int, stage: int, n_crops: 
         .where(jobs.c.id == job_id)
         .values(regions_total=jobs.c.regions_total + 1, tiles_total=jobs.c.tiles_total + n_crops)
     )
-    return True
+
+
+def _lock_stages(
+    conn: Connection, job_id: str, leader: int, stages: Sequence[int]
+) -> dict[int, RegionState]:
+    """The state of each of the group's rows of ``stages`` that exists, locked until commit
+    (SQLite's transactions hold the whole database already)."""
+    if not stages:
+        return {}
+    rows = conn.execute(
+        select(regions.c.idx, regions.c.state)
+        .where(regions.c.job_id == job_id, regions.c.image_idx == leader, regions.c.idx.in_(stages))
+        .order_by(regions.c.idx)
+        .with_for_update()
+    ).all()
+    return {int(idx): RegionState(state) for idx, state in rows}

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
 from tilerunner.photos.items import failed_crop_key
 from tilerunner.store.base import StoreBase
+from tilerunner.store.photo_crops import cropped_keys
 from tilerunner.store.tables import features, images, jobs, regions, tile_failures
 
 __all__ = ["PhotoPlan", "PhotoStore"]
@@ -186,19 +187,11 @@ class PhotoStore(StoreBase):
                 out.setdefault(key, []).append((int(stage), str(message)))
         return out
 
-    def stage_parents(self, job_id: str, leader: int, group_size: int, stage: int) -> set[str]:
-        """The keys of the detections that already have a result of ``stage`` in the group:
-        a retried or reopened crop item leaves them out."""
+    def stage_cropped(self, job_id: str, leader: int, group_size: int, stage: int) -> set[str]:
+        """The keys of the group's detections that ``stage`` cropped with an outcome (results,
+        or nothing found): a retried or reopened crop item leaves them out."""
         with self._begin() as conn:
-            extras = conn.execute(
-                select(features.c.extra).where(
-                    features.c.job_id == job_id,
-                    features.c.image_idx >= leader,
-                    features.c.image_idx < leader + group_size,
-                    features.c.region_idx == stage,
-                )
-            ).scalars()
-            return {str(e["parent"]) for e in extras if e and e.get("parent") is not None}
+            return cropped_keys(conn, job_id, leader, group_size, stage)
 
     def failed_crop_keys(self, job_id: str, leader: int, stage: int) -> frozenset[str]:
         """The keys of the crops of item ``(leader, stage)`` that failed alone: on a retry the

@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 __all__ = [
     "api_keys",
+    "empty_crops",
     "events",
     "features",
     "images",
@@ -241,6 +242,23 @@ tile_batches = Table(
     Column("image_idx", Integer, primary_key=True),
     Column("region_idx", Integer, primary_key=True),
     Column("tiles", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["job_id", "image_idx", "region_idx"],
+        ["regions.job_id", "regions.image_idx", "regions.idx"],
+        ondelete="CASCADE",
+    ),
+)
+
+# the crops of a photo job's later stage that gave nothing (a detect stage finding no object in
+# them): cropped, so a reopened item does not crop them again (a crop with results is known by
+# its results' ``parent``, a failed one by its ``tile_failures`` row)
+empty_crops = Table(
+    "empty_crops",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("image_idx", Integer, primary_key=True),
+    Column("region_idx", Integer, primary_key=True),
+    Column("key", String(255), primary_key=True),
     ForeignKeyConstraint(
         ["job_id", "image_idx", "region_idx"],
         ["regions.job_id", "regions.image_idx", "regions.idx"],

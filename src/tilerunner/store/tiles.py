@@ -40,6 +40,7 @@ from tilerunner.tiling import Window
 __all__ = [
     "TileStore",
     "count_tile_failures",
+    "insert_tile_failures",
     "reopen_done_region",
     "replace_tile_failures",
     "tile_errors",
@@ -78,6 +79,18 @@ def replace_tile_failures(
     """
     key = {"job": job_id, "image": image_idx, "region": region_idx}
     conn.execute(_DELETE, key)
+    insert_tile_failures(conn, job_id, image_idx, region_idx, failures, at)
+
+
+def insert_tile_failures(
+    conn: Connection,
+    job_id: str,
+    image_idx: int,
+    region_idx: int,
+    failures: Sequence[TileFailure],
+    at: float,
+) -> None:
+    """Add ``failures`` to a region's failure rows (inside the caller's transaction)."""
     if failures:
         conn.execute(
             _INSERT,

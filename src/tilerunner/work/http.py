@@ -100,6 +100,7 @@ class HttpWorkSource:
             worker=worker,
             tile_failures=[TileFailureBody.from_failure(f) for f in result.tile_failures],
             members=[MemberBody.from_outcome(m) for m in result.members],
+            crops=list(result.crops),
         )
         data = self._post(f"/v1/work/{assignment.token}/complete", body.model_dump(mode="json"))
         return CompleteReply.model_validate(data).recorded

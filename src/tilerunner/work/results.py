@@ -25,12 +25,14 @@ class MemberOutcome:
 class WorkResult:
     """The owned features of a finished work item, how many tiles it covered, and the tiles
     that failed alone (their owned features are missing from ``rows``); items of many photos
-    also say what became of each photo (``members``)."""
+    also say what became of each photo (``members``), items of crops which detections they
+    cropped (``crops``, their keys)."""
 
     rows: FeatureRows
     n_tiles: int
     tile_failures: tuple[TileFailure, ...] = ()
     members: tuple[MemberOutcome, ...] = ()
+    crops: tuple[str, ...] = ()
 
     @property
     def all_failed(self) -> bool:

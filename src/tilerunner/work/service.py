@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from tilerunner.broker import Lease, LeaseLostError, Queue
 from tilerunner.errors import InvalidRequestError
 from tilerunner.jobs import JOB_TERMINAL, JobSpec, JobState, RegionMessage, RegionState, queue_name
-from tilerunner.photos.plan import complete_photo_item, describe_photo_item, fail_photo_item
+from tilerunner.photos.plan import (
+    complete_photo_item,
+    describe_photo_item,
+    fail_photo_item,
+    publish_stages,
+)
 from tilerunner.store import ImageRecord, Store
 from tilerunner.work.items import Assignment, RegionItem, SegmentTarget, WorkItem
 from tilerunner.work.results import WorkerReport, WorkResult
@@ -151,8 +156,10 @@ class WorkService:
             log.warning("region %s attempt %d failed: %s", m.id, lease.attempt, reason)
             self._nack(queue, lease, self.options.retry_delay * 2 ** (lease.attempt - 1), reason)
             return False
+        again = False
         if spec is not None and spec.photos is not None:
-            recorded = complete_photo_item(self.store, self.queue_for, m, spec, result, worker)
+            outcome = complete_photo_item(self.store, self.queue_for, m, spec, result, worker)
+            recorded, again = outcome.recorded, outcome.again
         else:
             recorded = self.store.complete_region(
                 m.job_id, m.image_idx, m.region_idx, result.rows, worker, result.tile_failures
@@ -160,6 +167,10 @@ class WorkService:
         if not recorded:
             log.info("region %s was already recorded (duplicate delivery)", m.id)
         self._ack(queue, lease)
+        if again and spec is not None:
+            # detections to crop came in while it ran: its message again, once this one is gone
+            log.info("region %s runs again for detections that came in meanwhile", m.id)
+            publish_stages(self.queue_for, m, spec, [m.region_idx])
         return recorded
 
     def fail(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -186,6 +186,11 @@ class CompleteBody(_Body):
 
     members: list[MemberBody] = Field(
         default_factory=list, max_length=1024, description="Photos of a multi-photo item."
+    )
+    crops: list[Annotated[str, Field(pattern=_PRINTABLE, max_length=255)]] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="The keys of the detections a crop item cropped.",
     )
 
     def failures(self) -> tuple[TileFailure, ...]:

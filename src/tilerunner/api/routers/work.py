@@ -114,7 +114,9 @@ def extend(lease: str, service: Service) -> ExtendReply:
 @router.post("/{lease}/complete", response_model=CompleteReply)
 def complete(lease: str, body: CompleteBody, service: Service) -> CompleteReply:
     """Record the item's features (once: a duplicate delivery records nothing) and release it."""
-    result = WorkResult(body.features.to_rows(), body.n_tiles, body.failures(), body.outcomes())
+    result = WorkResult(
+        body.features.to_rows(), body.n_tiles, body.failures(), body.outcomes(), tuple(body.crops)
+    )
     try:
         recorded = service.complete(lease, result, body.worker)
     except LeaseLostError as error:
