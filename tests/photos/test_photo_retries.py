@@ -1,7 +1,7 @@
 """Retries of a photo job driven step by step through the work service (on SQLite and
 PostgreSQL): a later stage's item redone while an earlier stage of its group is redone and finds
 more loses none of the new detections, whatever the order of the two; a reopened crop item crops
-only the detections never cropped."""
+only the detections never cropped; a page of results reads only its own photos' failed crops."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from tilerunner.coordinator.planner import publish_pending
 from tilerunner.coordinator.requeue import retry_failed
 from tilerunner.jobs.features import FeatureRows
 from tilerunner.jobs.states import ImageState, JobState, RegionState
-from tilerunner.photos.items import CropItem, PhotoGroupItem
+from tilerunner.photos.items import CropItem, PhotoGroupItem, crop_failure
+from tilerunner.photos.results import photo_records
 from tilerunner.store import Store, open_store
 from tilerunner.store.outbox import AGGREGATE
 from tilerunner.store.photos import PhotoPlan
+from tilerunner.tiling import Window
 from tilerunner.work.results import MemberOutcome, WorkResult
 from tilerunner.work.service import Assignment, WorkService, WorkServiceOptions
 
@@ -246,3 +248,37 @@ def test_a_reopened_detect_crop_item_crops_only_the_detections_never_cropped(
     assert counts.regions_finished == counts.regions_total
     assert [i.state for i in photos.store.images("j")] == [ImageState.DONE] * 2
     assert photos.service.lease(["faces", "det"]) == []
+
+
+def test_a_page_of_results_reads_only_its_own_photos_failed_crops(photos: Photos) -> None:
+    photos.submit(DETECT_CLASSIFY, n_photos=5, group_size=2)
+    refused: dict[str, str] = {}
+    for _ in range(3):  # groups 0, 2, 4: every photo has one detection, every crop is refused
+        det = photos.lease("det")
+        assert isinstance(det.item, PhotoGroupItem)
+        members = [m.image_idx for m in det.item.members]
+        found = _rows([(i, f"0.{i}.0", None) for i in members], stage=0)
+        outcomes = tuple(MemberOutcome(i, 9, 9) for i in members)
+        assert photos.service.complete(det.token, WorkResult(found, len(members),
+                                                              members=outcomes))  # fmt: skip
+    for _ in range(3):
+        cls = photos.lease("cls")
+        keys = _crop_keys(cls)
+        failures = []
+        for key in keys:
+            failures.append(crop_failure(key, "/p.png", Window(0, 0, 4, 4), "model_error", "no"))
+            refused[key] = failures[-1].message
+        assert photos.service.complete(
+            cls.token, WorkResult(FeatureRows(), len(keys), tuple(failures), crops=tuple(keys))
+        )
+    assert set(photos.store.crop_failures("j")) == {f"0.{i}.0" for i in range(5)}
+    # a page that starts inside a group: photos 1 to 2 of groups 0 and 2
+    assert photos.store.crop_failures("j", 1, 2) == {
+        "0.1.0": [(1, refused["0.1.0"])],
+        "0.2.0": [(1, refused["0.2.0"])],
+    }
+    assert set(photos.store.crop_failures("j", 4, 4)) == {"0.4.0"}
+    page = photo_records(photos.store, "j", after=0, limit=2)
+    assert [r["id"] for r in page] == ["p1", "p2"]
+    errors = [e["error"] for r in page for d in r["detections"] for e in d.get("errors", [])]
+    assert errors == [refused["0.1.0"], refused["0.2.0"]]

@@ -70,7 +70,8 @@ def indexed_photo_records(
 ) -> list[tuple[int, dict[str, Any]]]:
     """:func:`photo_records` with each photo's index in the job (what a page cursor keeps)."""
     photos, rows = store.photo_rows(job_id, after=after, limit=limit)
-    failed = store.crop_failures(job_id) if photos else {}
+    # the failed crops of these photos only: a page reads its own
+    failed = store.crop_failures(job_id, photos[0]["idx"], photos[-1]["idx"]) if photos else {}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
         extra = dict(row["extra"] or {})

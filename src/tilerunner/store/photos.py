@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
-from tilerunner.photos.items import failed_crop_key
+from tilerunner.photos.items import crop_photo, failed_crop_key
 from tilerunner.store.base import StoreBase
 from tilerunner.store.photo_crops import cropped_keys
 from tilerunner.store.tables import features, images, jobs, regions, tile_failures
@@ -161,8 +161,24 @@ class PhotoStore(StoreBase):
             ]
         return photos, rows
 
-    def crop_failures(self, job_id: str) -> dict[str, list[tuple[int, str]]]:
-        """{detection key: [(stage, message)]} of the crops that failed alone in done items."""
+    def crop_failures(
+        self, job_id: str, first: int = 0, last: int | None = None
+    ) -> dict[str, list[tuple[int, str]]]:
+        """{detection key: [(stage, message)]} of the crops that failed alone in done items,
+        of the photos ``first`` to ``last`` (every photo when ``last`` is None)."""
+        where = [tile_failures.c.job_id == job_id, regions.c.state == RegionState.DONE.value]
+        if last is not None:
+            # a failure row is its group's (leader <= photo): the groups from the one that
+            # holds photo ``first`` to photo ``last``
+            lowest = (
+                select(func.max(regions.c.image_idx))
+                .where(regions.c.job_id == job_id, regions.c.image_idx <= first)
+                .scalar_subquery()
+            )
+            where += [
+                tile_failures.c.image_idx >= func.coalesce(lowest, first),
+                tile_failures.c.image_idx <= last,
+            ]
         with self._begin() as conn:
             rows = conn.execute(
                 select(tile_failures.c.region_idx, tile_failures.c.message)
@@ -174,16 +190,14 @@ class PhotoStore(StoreBase):
                         & (regions.c.idx == tile_failures.c.region_idx),
                     )
                 )
-                .where(
-                    tile_failures.c.job_id == job_id,
-                    regions.c.state == RegionState.DONE.value,
-                )
+                .where(*where)
                 .order_by(tile_failures.c.id)
             ).all()
         out: dict[str, list[tuple[int, str]]] = {}
         for stage, message in rows:
             key = failed_crop_key(str(message))
-            if key is not None:
+            photo = None if key is None else crop_photo(key)
+            if key is not None and (last is None or (photo is not None and first <= photo <= last)):
                 out.setdefault(key, []).append((int(stage), str(message)))
         return out
 
