@@ -4,7 +4,8 @@ A photo job stores one ``images`` row per photo (``meta`` keeps its event and lo
 ``regions`` row per work item: row ``(leader, stage)`` is stage ``stage`` of the group whose first
 photo is ``leader`` (groups are consecutive runs of ``group_size`` photos). Planning writes the
 stage-0 rows; this module plans and reads photo jobs (what an item holds, the records per photo),
-and :mod:`tilerunner.store.photo_stages` records what becomes of each stage.
+and :mod:`tilerunner.store.photo_stages` records what becomes of each stage (its crops:
+:mod:`tilerunner.store.photo_crops`; retries: :mod:`tilerunner.store.photo_retries`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from tilerunner.jobs.states import (
 from tilerunner.store.base import Renewal
 from tilerunner.store.features import insert_features
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
+from tilerunner.store.photo_retries import PhotoRetryStore
 from tilerunner.store.photo_stages import PhotoStageStore
 from tilerunner.store.photos import PhotoStore
 from tilerunner.store.plans import PlanStore, georef_of, insert_job
@@ -88,6 +89,7 @@ _COUNT_REGION = (
 
 class Store(
     OutboxStore,
+    PhotoRetryStore,
     PhotoStageStore,
     PhotoStore,
     PlanStore,
