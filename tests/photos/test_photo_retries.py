@@ -1,19 +1,23 @@
 """Retries of a photo job driven step by step through the work service (on SQLite and
 PostgreSQL): a later stage's item redone while an earlier stage of its group is redone and finds
 more loses none of the new detections, whatever the order of the two; a reopened crop item crops
-only the detections never cropped; a page of results reads only its own photos' failed crops."""
+only the detections never cropped (the crops it ran named in its result, over HTTP too); a page
+of results reads only its own photos' failed crops."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from tr_stores import store_url  # noqa: F401 - fixture
 
+from tilerunner.api import create_app
 from tilerunner.broker import Queue, open_queue
 from tilerunner.coordinator.planner import publish_pending
 from tilerunner.coordinator.requeue import retry_failed
@@ -21,6 +25,7 @@ from tilerunner.jobs.features import FeatureRows
 from tilerunner.jobs.states import ImageState, JobState, RegionState
 from tilerunner.photos.items import CropItem, PhotoGroupItem, crop_failure
 from tilerunner.photos.results import photo_records
+from tilerunner.settings import Settings
 from tilerunner.store import Store, open_store
 from tilerunner.store.outbox import AGGREGATE
 from tilerunner.store.photos import PhotoPlan
@@ -282,3 +287,28 @@ def test_a_page_of_results_reads_only_its_own_photos_failed_crops(photos: Photos
     assert [r["id"] for r in page] == ["p1", "p2"]
     errors = [e["error"] for r in page for d in r["detections"] for e in d.get("errors", [])]
     assert errors == [refused["0.1.0"], refused["0.2.0"]]
+
+
+def test_a_crop_items_result_over_http_names_its_crops(photos: Photos, tmp_path: Path) -> None:
+    pipeline = [
+        {"task": "detect", "model": "det"},
+        {"task": "detect", "model": "faces", "crops_of": 0},
+    ]
+    photos.submit(pipeline, n_photos=1, group_size=1)
+    det = photos.lease("det")
+    found = _rows([(0, "0.0.0", None), (0, "0.0.1", None)], stage=0)
+    assert photos.service.complete(det.token, WorkResult(found, 1, members=(
+        MemberOutcome(0, 40, 30),)))  # fmt: skip
+    settings = Settings(store_url=photos.url, cache_dir=tmp_path / "cache")
+    client = TestClient(create_app(settings, photos.store, photos.queue_for, insecure=True))
+    leased = client.post("/v1/work/lease", json={"models": ["faces"]})
+    assert leased.status_code == 200, leased.text
+    [item] = leased.json()["items"]
+    assert [c["key"] for c in item["item"]["crops"]] == ["0.0.0", "0.0.1"]
+    face = {"boxes": [[2, 3, 4, 5]], "scores": [0.8], "class_ids": [0], "labels": ["face"],
+            "extra": [{"image": 0, "key": "1.0.0.0.0", "parent": "0.0.0"}]}  # fmt: skip
+    body = {"features": face, "n_tiles": 2, "crops": ["0.0.0", "0.0.1"]}
+    done = client.post(f"/v1/work/{item['lease']}/complete", json=body)
+    assert done.status_code == 200 and done.json() == {"recorded": True}, done.text
+    assert photos.store.stage_cropped("j", 0, 1, 1) == {"0.0.0", "0.0.1"}  # one found nothing
+    assert photos.store.image("j", 0).state is ImageState.DONE
