@@ -104,7 +104,6 @@ def complete_photo_item(
     that went back to pending (``again``) is published by the caller once it has acked it."""
     assert spec.photos is not None
     stage = message.region_idx
-    crops_of = spec.pipeline[stage].crops_of
     outcome = store.complete_photo_stage(
         message.job_id,
         message.image_idx,
@@ -115,14 +114,7 @@ def complete_photo_item(
         consumers=[(t, spec.pipeline[t].min_score) for t in consumers(spec.pipeline, stage)],
         worker=worker,
         failures=result.tile_failures,
-        crops=None
-        if crops_of is None
-        else CropRun(
-            crops_of,
-            spec.pipeline[stage].min_score,
-            # a result that does not name its crops (a worker of an older version)
-            frozenset(result.crops) if result.crops or not result.n_tiles else None,
-        ),
+        crops=_crop_run(spec, stage, result),
     )
     # after the commit; a crash before this publish leaves a pending row the sweep
     # re-publishes, and the deterministic id makes a second publish a no-op
@@ -144,6 +136,17 @@ def publish_stages(
         queue_for(queue_name(stage_model(spec, target))).publish(
             [Message(follow.id, follow.encode())]
         )
+
+
+def _crop_run(spec: JobSpec, stage: int, result: WorkResult) -> CropRun | None:
+    """What a later stage's item cropped (None for the first stage's photos)."""
+    crops_of = spec.pipeline[stage].crops_of
+    if crops_of is None:
+        return None
+    # a result that does not name its crops comes from a worker of an older version
+    named = bool(result.crops) or not result.n_tiles
+    keys = frozenset(result.crops) if named else None
+    return CropRun(crops_of, spec.pipeline[stage].min_score, keys)
 
 
 def fail_photo_item(
