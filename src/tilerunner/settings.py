@@ -72,6 +72,9 @@ class Settings(BaseModel):
     """Budget of one strip (MiB of decoded pixels) when a worker reads a region in
     block-aligned strips of tile rows, each fetched in one burst of parallel range requests;
     0 reads tile by tile. Each reader thread holds about twice this at most."""
+    read_ahead_mb: int = Field(default=128, ge=0, le=4096)
+    """Decoded MiB of its image's first strips that a one-worker ``run`` reads while it starts
+    (imports, state, model, planning), handed to its worker; 0 reads nothing ahead."""
     claim_seconds: float = Field(default=30.0, gt=0)
     """Lease of a coordinator's claim on an aggregation, extended every third of it while it
     runs; a killed coordinator's work is taken over after about this long."""

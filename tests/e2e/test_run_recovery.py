@@ -105,7 +105,9 @@ def test_one_worker_is_a_thread_of_the_run_that_logs_to_the_workers_log(tmp_path
          "tilerunner.testing.models:TruthDetector", "--model-param", f"truth={truth}",
          "--tile-size", "128", "--overlap", "48", "-o", "out.geojson", "--state", "s.db",
          "--quiet"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # nothing read ahead: the worker thread opens the image itself, and logs it
+        cwd=tmp_path, env=cli_env(TILERUNNER_READ_AHEAD_MB="0"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr

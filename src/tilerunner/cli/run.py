@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.early_reads import EarlyReads
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
 from tilerunner.cli.thread_worker import ThreadWorker
@@ -256,8 +257,14 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
     url = f"sqlite:///{state_path}"
     pool: WorkerPool | ThreadWorker
     if workers == 1 and job_path is None:  # the model this process loads serves the job
+        early = None
+        if tiles is None and not split_outputs(outputs)[0]:  # an image's tiles: read ahead
+            early = EarlyReads.start(
+                sources, settings, state_path, tile_size=tile_size, overlap=overlap,
+                region_size=region_size, bands=_parse_bands(bands), readers=readers,
+            )  # fmt: skip
         pool = ThreadWorker(
-            settings, url, batch_size, readers, state_path.with_suffix(".workers.log")
+            settings, url, batch_size, readers, state_path.with_suffix(".workers.log"), early
         )
     else:  # the workers start first: their imports and model load overlap this process's own
         pool = WorkerPool(
@@ -361,6 +368,8 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
         )  # fmt: skip
     log.debug("run: opening the state %s", state_path)
     store = open_store(url)
+    if isinstance(pool, ThreadWorker):
+        pool.use_store(store)
     queue_for = queue_factory(url, settings)
     log.debug("run: state open; planning")
     job_id, created = submit_job(

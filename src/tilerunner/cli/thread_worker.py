@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING
 from tilerunner.errors import InvalidRequestError
 
 if TYPE_CHECKING:
+    from tilerunner.cli.early_reads import EarlyReads
     from tilerunner.models import LoadedModel
     from tilerunner.settings import Settings
+    from tilerunner.store import Store
     from tilerunner.worker import Worker
 
 __all__ = ["ThreadWorker"]
@@ -38,8 +40,15 @@ class ThreadWorker:
     """One worker in a thread, with :class:`~tilerunner.cli.worker_pool.WorkerPool`'s calls."""
 
     def __init__(
-        self, settings: Settings, url: str, batch_size: int | None, readers: int, log_path: Path
+        self,
+        settings: Settings,
+        url: str,
+        batch_size: int | None,
+        readers: int,
+        log_path: Path,
+        early: EarlyReads | None = None,
     ) -> None:
+        """``early``: what the run reads ahead while it starts, handed to the worker."""
         self._settings = settings
         self._log = _ThreadLog(log_path)
         self._url = url
@@ -49,10 +58,17 @@ class ThreadWorker:
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._early = early
+        self._store: Store | None = None
 
     def serve(self, name: str, model: LoadedModel) -> None:
         """Serve ``model`` (loaded by the run) under ``name`` once the job is released."""
         self._models[name] = model
+
+    def use_store(self, store: Store) -> None:
+        """Lease through ``store`` (the run's own, open on the same state file) instead of
+        opening the state file a second time."""
+        self._store = store
 
     def release(self, job_id: str | None) -> None:
         """Start serving ``job_id`` until every region of it finished (None: nothing to do)."""
@@ -62,9 +78,11 @@ class ThreadWorker:
         from tilerunner.worker import Worker
 
         settings = self._settings
-        source = direct_source(settings, self._url, self._url, None)
+        source = direct_source(settings, self._url, self._url, None, self._store)
         options = worker_options(settings, self._batch_size, self._readers, 0.0)
         worker = Worker(source, self._models, options, env=settings.gdal_env())
+        if self._early is not None and len(self._models) == 1:
+            self._early.hand_over(worker, *self._models.values())
         self._worker = worker
         self._log.start()
 
@@ -100,6 +118,8 @@ class ThreadWorker:
             self._worker.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._early is not None:
+            self._early.close()
         self._log.stop()
 
     def discard_log(self) -> None:

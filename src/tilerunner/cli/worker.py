@@ -23,6 +23,7 @@ from tilerunner.settings import Settings
 
 if TYPE_CHECKING:
     from tilerunner.models import LoadedModel
+    from tilerunner.store import Store
     from tilerunner.work import WorkSource
     from tilerunner.worker import WorkerOptions
 
@@ -48,14 +49,16 @@ def _model_args(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def direct_source(settings: Settings, store_url: str | None, broker_url: str | None,
-                  until_job: str | None) -> WorkSource:  # fmt: skip
-    """A source that leases from the store and broker directly (``--store``/``--broker``)."""
+                  until_job: str | None, store: Store | None = None) -> WorkSource:  # fmt: skip
+    """A source that leases from the store and broker directly (``--store``/``--broker``);
+    ``store``: the store at ``store_url``, already open (a ``run``'s own, for its thread)."""
     from tilerunner.store import open_store
     from tilerunner.work.direct import DirectWorkSource
     from tilerunner.work.service import WorkService, WorkServiceOptions
 
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
-    store = open_store(store_url)
+    if store is None:
+        store = open_store(store_url)
     if until_job is not None and store.get_job(until_job) is None:
         raise InvalidRequestError(f"--until-job {until_job!r}: no such job in {store_url}")
     service = WorkService(

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +60,7 @@ from rasterio.windows import Window as RioWindow
 
 from tilerunner.errors import InvalidRequestError, RetryableError, SourceError
 from tilerunner.imagery.gdal_env import GdalEnv, is_remote
+from tilerunner.imagery.read_ahead import ReadAhead
 from tilerunner.tiling.window import Window
 
 __all__ = [
@@ -238,6 +239,7 @@ class RasterReader:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._ahead: ReadAhead | None = None
         try:
             with self._dataset() as dataset:
                 self._describe(dataset, bands)
@@ -300,6 +302,23 @@ class RasterReader:
 
         Parts of the window outside the image, and masked or nodata pixels, are 0.
         """
+        ahead = self._ahead
+        if ahead is not None and (pixels := ahead.take(window)) is not None:
+            return pixels
+        return self._read(window)
+
+    def read_ahead(self, windows: Sequence[Window], budget_bytes: int) -> ReadAhead:
+        """Start reading ``windows`` in a thread, in order, as many as fit ``budget_bytes`` of
+        pixels: a :meth:`read` of one of them later returns those pixels (once) instead of
+        reading again. Replaces (and stops) an earlier read-ahead."""
+        ahead = ReadAhead(self._read, windows, budget_bytes, self.channels)
+        with self._lock:
+            earlier, self._ahead = self._ahead, ahead
+        if earlier is not None:
+            earlier.close()
+        return ahead
+
+    def _read(self, window: Window) -> NDArray[np.uint8]:
         inside = window.clip(self.info.width, self.info.height)
         shape = (window.height, window.width, self.channels)
         # GDAL writes every pixel of the part inside the image: only padding needs zeroing first
@@ -438,6 +457,10 @@ class RasterReader:
 
     def close(self) -> None:
         """Close every dataset handle; later reads raise."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()
         with self._lock:
             self._closed = True
             handles, self._handles, self._idle = self._handles, [], []

@@ -34,6 +34,16 @@ class ReaderCache:
             self._readers[key] = reader
         return reader
 
+    def adopt(self, reader: RasterReader, bands: BandSpec) -> None:
+        """Serve ``reader`` (opened elsewhere, e.g. reading ahead) for its url and ``bands``;
+        closed with the cache."""
+        key = (reader.url, bands)
+        with self._lock:
+            earlier = self._readers.pop(key, None)
+            self._readers[key] = reader
+        if earlier is not None and earlier is not reader:
+            earlier.close()
+
     def close(self) -> None:
         with self._lock:
             for reader in self._readers.values():

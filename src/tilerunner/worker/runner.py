@@ -132,6 +132,12 @@ class Worker:
         }
 
     # ------------------------------------------------------------------ API
+    def adopt_reader(self, reader: RasterReader, bands: BandSpec) -> None:
+        """Read the items of ``reader``'s image with ``bands`` (and the item's scale, or the
+        model's input range, equal to ``bands.scale``) through ``reader``; it is closed with
+        the worker."""
+        self._readers.adopt(reader, bands)
+
     def stop(self) -> None:
         """Stop leasing; items already leased are finished and recorded."""
         self._stop.set()
