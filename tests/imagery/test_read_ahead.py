@@ -22,6 +22,7 @@ def test_read_returns_what_was_read_ahead_once(data_dir: Path) -> None:
     with RasterReader(path) as plain, RasterReader(path) as reader:
         ahead = reader.read_ahead(WINDOWS, budget_bytes=1 << 20)
         assert ahead.windows == tuple(WINDOWS)
+        assert ahead.wait(30)
         for window in WINDOWS:
             np.testing.assert_array_equal(reader.read(window), plain.read(window))
         assert ahead.taken == len(WINDOWS)
@@ -35,8 +36,30 @@ def test_only_the_windows_that_fit_the_budget_are_read_ahead(data_dir: Path) -> 
         one = 256 * 128 * reader.channels
         ahead = reader.read_ahead(WINDOWS, budget_bytes=2 * one)
         assert ahead.windows == tuple(WINDOWS[:2])
+        assert ahead.wait(30)
         reader.read(WINDOWS[2])
-        assert ahead.taken == 0  # the third is read when asked, not taken
+        assert (ahead.asked, ahead.taken) == (0, 0)  # the third is read when asked, not taken
+
+
+def test_a_window_asked_for_before_its_read_started_is_left_to_the_caller() -> None:
+    started, release = threading.Event(), threading.Event()
+    reads: list[Window] = []
+
+    def slow(window: Window) -> np.ndarray:
+        reads.append(window)
+        started.set()
+        release.wait(30)
+        return np.ones((window.height, window.width, 3), np.uint8)
+
+    ahead = ReadAhead(slow, WINDOWS, budget_bytes=1 << 30, bytes_per_pixel=3)
+    assert started.wait(30)
+    assert ahead.take(WINDOWS[2]) is None  # not started: the caller reads it at once
+    release.set()
+    first = ahead.take(WINDOWS[0])  # in progress: waited for
+    assert first is not None and first.shape == (128, 256, 3)
+    assert ahead.wait(30)
+    assert reads == WINDOWS[:2] and (ahead.asked, ahead.taken) == (2, 1)
+    ahead.close()
 
 
 def test_a_failed_read_ahead_leaves_the_read_to_the_caller() -> None:
@@ -44,6 +67,7 @@ def test_a_failed_read_ahead_leaves_the_read_to_the_caller() -> None:
         raise OSError(f"no such block at {window}")
 
     ahead = ReadAhead(failing, WINDOWS, budget_bytes=1 << 30, bytes_per_pixel=3)
+    assert ahead.wait(30)
     assert [ahead.take(w) for w in WINDOWS] == [None, None, None]
     assert ahead.taken == 0
     ahead.close()

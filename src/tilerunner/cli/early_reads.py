@@ -173,7 +173,6 @@ def first_strips(
     """The windows a worker's ``readers`` reader threads read first, as many as fill
     ``budget_bytes``: the first strip of each region, in the planner's order, as the threads
     take regions in turn (every strip of each region in turn when only one thread reads)."""
-    from tilerunner.pipeline.reads import region_strips
     from tilerunner.tiling import RegionGrid, TileGrid
 
     if strip_bytes <= 0:
@@ -186,7 +185,7 @@ def first_strips(
         if used >= budget_bytes:
             break
         tiles = [t.window for t in regions.tiles(regions.region(index))]
-        strips = region_strips(reader, tiles, strip_bytes)
+        strips = reader.strips(tiles, strip_bytes)
         fetches = [s.fetch for s in strips if s.fetch is not None]
         for window in fetches if readers == 1 else fetches[:1]:
             windows.append(window)

@@ -7,8 +7,9 @@ windows a worker will ask for first (the first strips of the first regions) can 
 decoded in that second instead of after it. :class:`ReadAhead` does this for one reader: a
 thread reads the given windows in order, as long as their pixels fit ``budget_bytes``, and
 :meth:`take` hands a window over once (waiting for it when its read is still running). A window
-nobody asked for is simply read again by the caller; a window whose read failed is given up
-here and read again by its caller, with the caller's own tries and errors. So what a caller
+asked for before its read started is left to the caller (which reads it beside this thread
+rather than waiting behind the windows before it); a window whose read failed is given up here
+and read again by its caller, with the caller's own tries and errors. So what a caller
 gets is exactly what its own read would have returned.
 """
 
@@ -57,6 +58,8 @@ class ReadAhead:
         self._order = list(self._pending.items())
         self.windows = tuple(self._pending)
         """The windows this reads ahead, in order."""
+        self.asked = 0
+        """Windows read ahead that were asked for so far (handed over or not)."""
         self.taken = 0
         """Windows handed over so far."""
         self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
@@ -69,11 +72,14 @@ class ReadAhead:
         return self._stopped.is_set()
 
     def take(self, window: Window) -> NDArray[np.uint8] | None:
-        """The pixels of ``window`` if it is read ahead (waiting for its read if need be), once;
-        None when it is not, or its read failed (the caller reads it itself)."""
+        """The pixels of ``window`` if it is read ahead (waiting for its read when it is in
+        progress), once; None when it is not, its read has not started (it never will: the
+        caller reads it, beside this thread) or its read failed (the caller reads it again)."""
         with self._lock:
             future = self._pending.pop(window, None)
-        if future is None:
+            if future is not None:
+                self.asked += 1
+        if future is None or future.cancel():
             return None
         try:
             pixels = future.result()
@@ -84,13 +90,21 @@ class ReadAhead:
             self.taken += 1
         return pixels
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every window is read (or skipped); False when ``timeout`` ran out."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def close(self) -> None:
         """Stop after the read in progress; drop what was read and not taken."""
         self._stopped.set()
         with self._lock:
             self._pending = {}
-            taken = self.taken
-        log.debug("read ahead %d window(s); %d taken", len(self.windows), taken)
+            asked, taken = self.asked, self.taken
+        log.debug(
+            "read ahead %d window(s); %d asked for, %d taken", len(self.windows), asked, taken
+        )
         for _, future in self._order:  # a taken one not yet read too: its taker gets None
             future.cancel()
         if self._thread.is_alive() and self._thread is not threading.current_thread():

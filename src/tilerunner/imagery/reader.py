@@ -61,6 +61,7 @@ from rasterio.windows import Window as RioWindow
 from tilerunner.errors import InvalidRequestError, RetryableError, SourceError
 from tilerunner.imagery.gdal_env import GdalEnv, is_remote
 from tilerunner.imagery.read_ahead import ReadAhead
+from tilerunner.tiling.strips import Strip, plan_strips
 from tilerunner.tiling.window import Window
 
 __all__ = [
@@ -306,6 +307,21 @@ class RasterReader:
         if ahead is not None and (pixels := ahead.take(window)) is not None:
             return pixels
         return self._read(window)
+
+    def strips(
+        self, windows: Sequence[Window], budget_bytes: int, *, native: bool = False
+    ) -> list[Strip]:
+        """The block-aligned strips that read one region's tile ``windows`` with strips of at
+        most ``budget_bytes`` (``native``: for :meth:`read_native`); see
+        :mod:`tilerunner.tiling.strips`."""
+        return plan_strips(
+            windows,
+            self.info.width,
+            self.info.height,
+            block_height=self.block_height,
+            budget_bytes=budget_bytes,
+            bytes_per_pixel=self.bytes_per_pixel + (8 * self.channels if native else 0),
+        )
 
     def read_ahead(self, windows: Sequence[Window], budget_bytes: int) -> ReadAhead:
         """Start reading ``windows`` in a thread, in order, as many as fit ``budget_bytes`` of

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,10 +28,10 @@ from numpy.typing import NDArray
 from tilerunner.errors import RetryableError, TilerunnerError
 from tilerunner.imagery import RasterReader
 from tilerunner.pipeline.work import PixelReader, RegionState, TileItem
-from tilerunner.tiling.strips import Strip, plan_strips
+from tilerunner.tiling.strips import Strip
 from tilerunner.tiling.window import Window
 
-__all__ = ["StripBuffer", "TileReads", "region_strips"]
+__all__ = ["StripBuffer", "TileReads"]
 
 log = logging.getLogger(__name__)
 
@@ -114,22 +114,6 @@ def _holds(held: Window | None, window: Window, carry_end: int) -> bool:
     )
 
 
-def region_strips(
-    reader: RasterReader, windows: Sequence[Window], strip_bytes: int, native: bool = False
-) -> list[Strip]:
-    """The strips a reader thread reads one region's tile ``windows`` in (``native``: for a
-    model that takes the source's own values), so that what is read ahead of a worker
-    (:meth:`~tilerunner.imagery.RasterReader.read_ahead`) is what it asks for."""
-    return plan_strips(
-        windows,
-        reader.info.width,
-        reader.info.height,
-        block_height=reader.block_height,
-        budget_bytes=strip_bytes,
-        bytes_per_pixel=reader.bytes_per_pixel + (8 * reader.channels if native else 0),
-    )
-
-
 class TileReads:
     """Reads tiles for the pipeline's reader threads, with tries again of transient failures.
 
@@ -174,7 +158,7 @@ class TileReads:
         if not isinstance(reader, RasterReader):
             yield from (self.tile(TileItem(state, tile)) for tile in tiles)
             return
-        strips = region_strips(reader, [t.window for t in tiles], self.strip_bytes, self.native)
+        strips = reader.strips([t.window for t in tiles], self.strip_bytes, native=self.native)
         buffer = StripBuffer()
         in_strips: set[int] = set()
         for strip in strips:
