@@ -114,7 +114,8 @@ features = Table(
     Column("x1", Float, nullable=False),
     Column("y1", Float, nullable=False),
     Column("extra", JSON),
-    Index("ix_features_job_image", "job_id", "image_idx"),
+    # an image's features in their read order (region, then insertion): no sort to read them
+    Index("ix_features_job_image_region", "job_id", "image_idx", "region_idx", "id"),
 )
 
 results = Table(
