@@ -130,7 +130,7 @@ def test_a_long_transaction_of_the_work_extends_its_own_claim(
 def test_features_stream_in_chunks_in_region_then_insertion_order(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tilerunner.store import repository
+    from tilerunner.store import features
 
     _plan(store)
     second = _rows(3, offset=100.0)
@@ -138,7 +138,7 @@ def test_features_stream_in_chunks_in_region_then_insertion_order(
     second.extra = [{"scores": [0.1, 0.9]}, None, None]
     store.complete_region("j1", 0, 1, second)  # finishes first, but its region comes second
     store.complete_region("j1", 0, 0, _rows(4))
-    monkeypatch.setattr(repository, "_READ_ROWS", 2)
+    monkeypatch.setattr(features, "_READ_ROWS", 2)
     seen: list[object] = []
     rows = store.features("j1", 0, renew=seen.append)
     assert len(seen) == 4  # one renewal chance per chunk of two rows

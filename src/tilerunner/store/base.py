@@ -1,9 +1,9 @@
 """What every part of the store shares: the engine, the clock, transactions and the timeline.
 
 :class:`~tilerunner.store.Store` is assembled from one mixin per group of tables (jobs and
-regions in ``repository``, ``outbox``, ``plans``, ``results``, ``tiles``); each of them, and the
-key repository, builds on :class:`StoreBase`, so there is one transaction helper and one way to
-write a timeline event.
+images in ``repository``, ``regions``, ``features``, ``outbox``, ``plans``, ``results``,
+``tiles``, ...); each of them, and the key repository, builds on :class:`StoreBase`, so there
+is one transaction helper and one way to write a timeline event.
 """
 
 from __future__ import annotations

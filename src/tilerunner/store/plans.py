@@ -31,7 +31,7 @@ _BATCH = 5000
 class PlanStore(StoreBase):
     """The planning methods of :class:`tilerunner.store.Store` (a mixin over its connection)."""
 
-    if TYPE_CHECKING:  # provided by Store (repository.py)
+    if TYPE_CHECKING:  # provided by Store (regions.py)
 
         def _images_closed(self, conn: Connection, job_id: str, n: int) -> None: ...
 

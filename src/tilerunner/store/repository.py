@@ -5,17 +5,20 @@ only from the states :mod:`tilerunner.jobs.states` allows. Completing a region w
 features and flips its row in one transaction, so a duplicate delivery writes and counts
 nothing, and the last region of a job schedules exactly one aggregation (an outbox row with a
 unique key).
+
+:class:`Store` is assembled here from one mixin per group of tables (regions in
+:mod:`~tilerunner.store.regions`, reading features in :mod:`~tilerunner.store.features`,
+claims in :mod:`~tilerunner.store.outbox`, ...); jobs and their images are its own methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from tilerunner.errors import StoreError
-from tilerunner.jobs.features import TileFailure
 from tilerunner.jobs.states import (
     JOB_REOPENABLE,
     ImageState,
@@ -23,76 +26,32 @@ from tilerunner.jobs.states import (
     RegionState,
     sources_of,
 )
-from tilerunner.store.base import Renewal
-from tilerunner.store.features import insert_features
+from tilerunner.store.features import FeatureStore
 from tilerunner.store.outbox import AGGREGATE, OutboxStore
 from tilerunner.store.photo_retries import PhotoRetryStore
 from tilerunner.store.photo_stages import PhotoStageStore
 from tilerunner.store.photos import PhotoStore
 from tilerunner.store.plans import PlanStore, georef_of, insert_job
-from tilerunner.store.records import (
-    Counts,
-    FeatureRows,
-    ImagePlan,
-    ImageRecord,
-    JobError,
-    JobRecord,
-)
+from tilerunner.store.records import Counts, ImagePlan, ImageRecord, JobError, JobRecord
+from tilerunner.store.regions import RegionStore
 from tilerunner.store.results import ResultStore
-from tilerunner.store.tables import events, features, images, jobs, outbox, regions
+from tilerunner.store.tables import events, images, jobs, outbox, regions
 from tilerunner.store.tile_batches import TileBatchStore
-from tilerunner.store.tiles import (
-    TileStore,
-    count_tile_failures,
-    replace_tile_failures,
-    tile_errors,
-)
+from tilerunner.store.tiles import TileStore, count_tile_failures, tile_errors
 from tilerunner.store.watched import WatchStore
 from tilerunner.store.workers import WorkerStore
 
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
-
 __all__ = ["AGGREGATE", "Store"]
-
-#: Features read from the database at a time when an image's features are loaded.
-_READ_ROWS = 50_000
-# the first finished region moves a job to running from where the states table allows it
-
-
-# The hot path of completion as prebuilt statements: built once, they skip SQLAlchemy's
-# per-call statement construction, which costs as much as the round trip itself.
-_COMPLETE_REGION = (
-    update(regions)
-    .where(
-        regions.c.job_id == bindparam("job"),
-        regions.c.image_idx == bindparam("image"),
-        regions.c.idx == bindparam("region"),
-        regions.c.state == RegionState.PENDING.value,
-    )
-    .values(
-        state=RegionState.DONE.value,
-        n_features=regions.c.n_features + bindparam("n_features"),  # a redo of failed tiles adds
-        worker=bindparam("worker"),
-        finished_at=bindparam("at"),
-        attempts=regions.c.attempts + 1,
-    )
-)
-_COUNT_REGION = (
-    update(images)
-    .where(images.c.job_id == bindparam("job"), images.c.idx == bindparam("image"))
-    .values(regions_finished=images.c.regions_finished + 1)
-    .returning(images.c.regions_finished, images.c.regions_total)
-)
 
 
 class Store(
+    FeatureStore,
     OutboxStore,
     PhotoRetryStore,
     PhotoStageStore,
     PhotoStore,
     PlanStore,
+    RegionStore,
     ResultStore,
     TileBatchStore,
     TileStore,
@@ -295,141 +254,6 @@ class Store(
             georef=georef_of(row.get("georef")),
         )
 
-    # -------------------------------------------------------------- regions
-    def regions_in(self, job_id: str, state: RegionState) -> list[tuple[int, int]]:
-        """(image_idx, region_idx) of the job's regions in ``state``, in order."""
-        with self._begin() as conn:
-            rows = conn.execute(
-                select(regions.c.image_idx, regions.c.idx)
-                .where(regions.c.job_id == job_id, regions.c.state == state.value)
-                .order_by(regions.c.image_idx, regions.c.idx)
-            ).all()
-        return [(int(i), int(r)) for i, r in rows]
-
-    def pending_regions(self, job_id: str) -> list[tuple[int, int]]:
-        """Regions not yet done or failed."""
-        return self.regions_in(job_id, RegionState.PENDING)
-
-    def region_state(self, job_id: str, image_idx: int, region_idx: int) -> RegionState | None:
-        with self._begin() as conn:
-            state = conn.execute(
-                select(regions.c.state).where(
-                    regions.c.job_id == job_id,
-                    regions.c.image_idx == image_idx,
-                    regions.c.idx == region_idx,
-                )
-            ).scalar()
-        return None if state is None else RegionState(state)
-
-    def complete_region(
-        self,
-        job_id: str,
-        image_idx: int,
-        region_idx: int,
-        rows: FeatureRows,
-        worker: str = "",
-        tile_failures: Sequence[TileFailure] = (),
-    ) -> bool:
-        """Record a region's features and failed tiles and mark it done, once. False for a
-        duplicate delivery. A region put back for its failed tiles gains the new features and
-        has those tiles' failures replaced by ``tile_failures``."""
-        now = self._clock()
-        with self._begin() as conn:
-            changed = conn.execute(
-                _COMPLETE_REGION,
-                {
-                    "job": job_id,
-                    "image": image_idx,
-                    "region": region_idx,
-                    "n_features": len(rows),
-                    "worker": worker,
-                    "at": now,
-                },
-            ).rowcount
-            if not changed:
-                return False
-            if len(rows):
-                insert_features(conn, job_id, region_idx, rows, image_idx)
-            replace_tile_failures(conn, job_id, image_idx, region_idx, tile_failures, now)
-            if tile_failures:
-                first = tile_failures[0]
-                self._event(
-                    conn, job_id, "tiles_failed",
-                    f"{len(tile_failures)} tile(s) failed; first {first.window}: "
-                    f"{first.code}: {first.message}",
-                    image_idx=image_idx, region_idx=region_idx,
-                )  # fmt: skip
-            self._after_region(conn, job_id, image_idx)
-        return True
-
-    def fail_region(
-        self, job_id: str, image_idx: int, region_idx: int, error: str, worker: str = ""
-    ) -> bool:
-        """Mark a region failed for good (its message is dead-lettered); False if not pending."""
-        with self._begin() as conn:
-            changed = conn.execute(
-                update(regions)
-                .where(
-                    regions.c.job_id == job_id,
-                    regions.c.image_idx == image_idx,
-                    regions.c.idx == region_idx,
-                    regions.c.state == RegionState.PENDING.value,
-                )
-                .values(
-                    state=RegionState.FAILED.value,
-                    error=error,
-                    worker=worker,
-                    finished_at=self._clock(),
-                )
-            ).rowcount
-            if not changed:
-                return False
-            self._event(
-                conn, job_id, "region_failed", error, image_idx=image_idx, region_idx=region_idx
-            )
-            self._after_region(conn, job_id, image_idx)
-        return True
-
-    def retry_region(self, job_id: str, image_idx: int, region_idx: int) -> bool:
-        """Put a failed region back to pending (``queue requeue``); its image and job reopen."""
-        with self._begin() as conn:
-            changed = conn.execute(
-                update(regions)
-                .where(
-                    regions.c.job_id == job_id,
-                    regions.c.image_idx == image_idx,
-                    regions.c.idx == region_idx,
-                    regions.c.state == RegionState.FAILED.value,
-                )
-                .values(state=RegionState.PENDING.value, error=None)
-            ).rowcount
-            if changed:
-                self._region_reopened(conn, job_id, image_idx)
-        return bool(changed)
-
-    def _region_reopened(self, conn: Connection, job_id: str, image_idx: int) -> None:
-        """Uncount a finished region put back to pending; reopen its image if it had closed."""
-        conn.execute(
-            update(images)
-            .where(images.c.job_id == job_id, images.c.idx == image_idx)
-            .values(regions_finished=images.c.regions_finished - 1)
-        )
-        reopened = conn.execute(
-            update(images)
-            .where(
-                images.c.job_id == job_id,
-                images.c.idx == image_idx,
-                images.c.state != ImageState.PENDING.value,
-            )
-            .values(state=ImageState.PENDING.value)
-        ).rowcount
-        if reopened:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(images_finished=jobs.c.images_finished - 1)
-            )
-
     def reopen_job(self, job_id: str) -> bool:
         """Reopen a finished partial/failed job after failed regions were put back to pending."""
         with self._begin() as conn:
@@ -448,10 +272,6 @@ class Store(
                 self._event(conn, job_id, "reopened", "failed regions requeued")
         return bool(changed)
 
-    def failed_regions(self, job_id: str) -> list[tuple[int, int]]:
-        """Regions failed for good (dead-lettered)."""
-        return self.regions_in(job_id, RegionState.FAILED)
-
     def active_jobs(self) -> list[str]:
         """Ids of jobs that still have work (queued or running)."""
         with self._begin() as conn:
@@ -461,106 +281,6 @@ class Store(
                 )
             ).all()
         return [str(r[0]) for r in rows]
-
-    def note_attempt_failed(self, job_id: str, image_idx: int, region_idx: int, error: str) -> None:
-        """Record a failed attempt that will be retried (the timeline shows it)."""
-        with self._begin() as conn:
-            self._event(
-                conn, job_id, "attempt_failed", error, image_idx=image_idx, region_idx=region_idx
-            )
-
-    def features(self, job_id: str, image_idx: int, renew: Renewal | None = None) -> FeatureRows:
-        """All owned features of one image, in a stable order (region, then insertion).
-
-        Rows stream from the database :data:`_READ_ROWS` at a time into numpy arrays, so
-        millions of features never exist as SQL rows at once; equal labels share one string.
-        ``renew`` is called between chunks (see :data:`~tilerunner.store.base.Renewal`).
-        """
-        import numpy as np  # here, not at the top: ``tilerunner status`` needs no arrays
-
-        numbers: list[NDArray[np.float64]] = []
-        labels: list[str] = []
-        extra: list[dict[str, Any] | None] = []
-        names: dict[str, str] = {}
-        query = (
-            select(
-                features.c.x0,
-                features.c.y0,
-                features.c.x1,
-                features.c.y1,
-                features.c.score,
-                features.c.class_id,
-                features.c.label,
-                features.c.extra,
-            )
-            .where(features.c.job_id == job_id, features.c.image_idx == image_idx)
-            .order_by(features.c.region_idx, features.c.id)
-        )
-        with self._begin() as conn:
-            result = conn.execution_options(yield_per=_READ_ROWS).execute(query)
-            for chunk in result.partitions():
-                numbers.append(np.array([tuple(r[:6]) for r in chunk], dtype=np.float64))
-                labels.extend(names.setdefault(str(r[6]), str(r[6])) for r in chunk)
-                extra.extend(r[7] for r in chunk)
-                if renew is not None:
-                    renew(conn)
-        if not numbers:
-            return FeatureRows()
-        table = np.concatenate(numbers)
-        del numbers
-        return FeatureRows(
-            boxes=np.ascontiguousarray(table[:, :4]),
-            scores=table[:, 4].copy(),
-            class_ids=table[:, 5].astype(np.int64),
-            labels=labels,
-            extra=extra if any(e is not None for e in extra) else None,
-        )
-
-    # ------------------------------------------------------------ internals
-    def _after_region(self, conn: Connection, job_id: str, image_idx: int) -> None:
-        """Count a finished region; close its image at the last one, then maybe the job.
-
-        The counter update locks the image row, so concurrent completions of one image
-        serialise there and exactly one of them sees the last region finish.
-        """
-        finished, total = conn.execute(_COUNT_REGION, {"job": job_id, "image": image_idx}).one()
-        if finished == 1:
-            self._mark_running(conn, job_id, "first region finished")
-        if finished < total:
-            return
-        done = conn.execute(
-            select(func.count()).where(
-                regions.c.job_id == job_id,
-                regions.c.image_idx == image_idx,
-                regions.c.state == RegionState.DONE.value,
-            )
-        ).scalar_one()
-        closed = conn.execute(
-            update(images)
-            .where(
-                images.c.job_id == job_id,
-                images.c.idx == image_idx,
-                images.c.state == ImageState.PENDING.value,
-            )
-            .values(state=(ImageState.DONE if done else ImageState.FAILED).value)
-        ).rowcount
-        if closed:
-            self._images_closed(conn, job_id, 1)
-
-    def _images_closed(self, conn: Connection, job_id: str, n: int) -> None:
-        """Count closed images; when the last one closes, schedule the one aggregation."""
-        finished, total = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(images_finished=jobs.c.images_finished + n)
-            .returning(jobs.c.images_finished, jobs.c.images_total)
-        ).one()
-        if finished < total:
-            return
-        if self._schedule(conn, job_id, AGGREGATE):
-            self._event(
-                conn, job_id, "all_regions_finished", "every region finished; aggregation scheduled"
-            )
 
 
 def _job_record(row: Mapping[Any, Any]) -> JobRecord:

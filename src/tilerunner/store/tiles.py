@@ -192,7 +192,7 @@ def tile_errors(conn: Connection, job_id: str) -> list[JobError]:
 class TileStore(StoreBase):
     """The tile-failure methods of :class:`tilerunner.store.Store` (a mixin)."""
 
-    if TYPE_CHECKING:  # provided by Store (repository.py)
+    if TYPE_CHECKING:  # provided by Store (regions.py)
 
         def _region_reopened(self, conn: Connection, job_id: str, image_idx: int) -> None: ...
 
