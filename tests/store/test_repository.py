@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from sqlalchemy import func, select, text, update
+from tr_clock import FakeClock
 from tr_stores import store_url  # noqa: F401 - fixture, also imported by the other store tests
 
 from tilerunner.jobs import JobState
@@ -28,6 +29,22 @@ def store(store_url: str) -> Iterator[Store]:  # noqa: F811
     opened = open_store(store_url)
     yield opened
     opened.engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
+
+
+@pytest.fixture
+def aggregation_due(store: Store, clock: FakeClock) -> Store:
+    """A store on ``clock`` with job j1 planned and both regions of its image done: one
+    aggregation row waits in the outbox to be claimed."""
+    store = Store(store.engine, clock=clock)
+    _plan(store)
+    store.complete_region("j1", 0, 0, _rows(1))
+    store.complete_region("j1", 0, 1, _rows(1))
+    return store
 
 
 def _rows(n: int, offset: float = 0.0) -> FeatureRows:
@@ -87,27 +104,19 @@ def test_last_region_schedules_exactly_one_aggregation(store: Store) -> None:
     ]
 
 
-def test_expired_outbox_claim_is_taken_over(store: Store) -> None:
-    now = [1000.0]
-    store = Store(store.engine, clock=lambda: now[0])
-    _plan(store)
-    store.complete_region("j1", 0, 0, _rows(1))
-    store.complete_region("j1", 0, 1, _rows(1))
+def test_expired_outbox_claim_is_taken_over(aggregation_due: Store, clock: FakeClock) -> None:
+    store = aggregation_due
     assert store.claim_outbox("a", lease_seconds=10) is not None
-    now[0] += 11
+    clock.advance(11)
     taken = store.claim_outbox("b", lease_seconds=10)
     assert taken is not None and taken.job_id == "j1"
 
 
 def test_a_long_transaction_of_the_work_extends_its_own_claim(
-    store: Store, caplog: pytest.LogCaptureFixture
+    aggregation_due: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the keeper's thread would wait on the transaction's lock; the transaction renews instead
-    now = [1000.0]
-    store = Store(store.engine, clock=lambda: now[0])
-    _plan(store)
-    store.complete_region("j1", 0, 0, _rows(1))
-    store.complete_region("j1", 0, 1, _rows(1))
+    store = aggregation_due
     item = store.claim_outbox("agg", lease_seconds=0.3)
     assert item is not None
     until = select(outbox.c.claimed_until).where(outbox.c.id == item.id)
@@ -117,7 +126,7 @@ def test_a_long_transaction_of_the_work_extends_its_own_claim(
         store.engine.begin() as conn,  # the work's own long transaction
     ):
         conn.execute(update(outbox).where(outbox.c.id == item.id).values(attempts=1))
-        now[0] = 2000.0
+        clock.now = 2000.0
         deadline = time.monotonic() + 30
         while conn.execute(until).scalar_one() < 2000.0 and time.monotonic() < deadline:
             renew(conn)
@@ -231,21 +240,17 @@ def test_processes_migrating_a_fresh_database_together_all_succeed(store_url: st
 
 
 def test_a_claim_is_extended_only_by_its_holder_and_then_outlives_its_first_lease(
-    store: Store,
+    aggregation_due: Store, clock: FakeClock
 ) -> None:
-    now = [1000.0]
-    store = Store(store.engine, clock=lambda: now[0])
-    _plan(store)
-    store.complete_region("j1", 0, 0, _rows(1))
-    store.complete_region("j1", 0, 1, _rows(1))
+    store = aggregation_due
     item = store.claim_outbox("a", lease_seconds=10)
     assert item is not None
-    now[0] += 8
+    clock.advance(8)
     assert not store.extend_claim(item, "b", 10)  # not b's claim
     assert store.extend_claim(item, "a", 10)  # now held until 1018
-    now[0] += 5  # past the first lease
+    clock.advance(5)  # past the first lease
     assert store.claim_outbox("b", lease_seconds=10) is None
-    now[0] += 6
+    clock.advance(6)
     taken = store.claim_outbox("b", lease_seconds=10)  # a stopped extending: taken over
     assert taken is not None and taken.id == item.id
     assert not store.extend_claim(item, "a", 10)  # a learns it lost the claim
