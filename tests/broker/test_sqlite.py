@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,59 @@ def test_lock_held_too_long_is_a_retryable_error(tmp_path: Path) -> None:
         blocker.close()
     assert [le.message_id for le in queue.lease(1, 30.0)] == ["a"]  # nothing was lost
     queue.close()
+
+
+def _is_closed(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_a_threads_connection_is_closed_when_the_thread_ends(tmp_path: Path) -> None:
+    queue = SQLiteQueue(tmp_path / "state.db", "regions")
+    opened: list[sqlite3.Connection] = []
+
+    def publish() -> None:
+        queue.publish([Message("a", b"")])
+        opened.append(queue._local.conn)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    thread.join(timeout=30)
+    deadline = time.monotonic() + 30
+    while not _is_closed(opened[0]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _is_closed(opened[0])
+    assert opened[0] not in queue._connections
+    assert [le.message_id for le in queue.lease(1, 30.0)] == ["a"]  # the main thread's own
+    queue.close()
+
+
+def test_close_closes_every_threads_connection_and_the_log_is_folded_away(
+    tmp_path: Path,
+) -> None:
+    db, wal = tmp_path / "state.db", tmp_path / "state.db-wal"
+    queue = SQLiteQueue(db, "regions")
+    queue.publish([Message("a", b"")])
+    leased, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a thread that is still alive, with its connection open
+        queue.lease(1, 30.0)
+        leased.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert leased.wait(30)
+    assert wal.exists()
+    queue.close()
+    release.set()
+    holder.join(timeout=30)
+    assert not wal.exists()  # the last connection closed: the log went into the file
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT id, state FROM queue_messages").fetchall() == [("a", "leased")]
 
 
 def _lease_in_forked_child(queue: SQLiteQueue, out: Path) -> None:

@@ -76,6 +76,29 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, workers: 
         assert conn.execute("select count(*) from features").fetchone()[0] == n_features
 
 
+def _assert_held_by_the_state_file_alone(state: Path) -> None:
+    """Every connection of the run closed: the write-ahead log went into the state file, and a
+    copy of that file alone holds the finished job."""
+    wal = state.with_name(f"{state.name}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copied = state.with_name("copy.db")
+    copied.write_bytes(state.read_bytes())
+    with contextlib.closing(sqlite3.connect(copied)) as conn:
+        assert conn.execute("select status from jobs").fetchall() == [("succeeded",)]
+
+
+def test_a_run_with_worker_processes_leaves_the_state_file_whole(tmp_path: Path) -> None:
+    tif, truth, _ = make_scene(tmp_path, width=400, height=300, n_boxes=20)
+    done = tilerunner(
+        "run", str(tif), "--model", "tilerunner.testing.models:TruthDetector",
+        "--model-param", f"truth={truth}", "--tile-size", "128", "--overlap", "48",
+        "--region-size", "256", "--workers", "2", "-o", "out.geojson", "--state", "s.db",
+        "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    _assert_held_by_the_state_file_alone(tmp_path / "s.db")
+
+
 def test_rerun_of_a_finished_job_recomputes_nothing(tmp_path: Path) -> None:
     tif, truth, _ = make_scene(tmp_path, width=400, height=300, n_boxes=20)
     args = [
@@ -85,10 +108,7 @@ def test_rerun_of_a_finished_job_recomputes_nothing(tmp_path: Path) -> None:
     ]  # fmt: skip
     first = tilerunner(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    copied = tmp_path / "copy.db"  # the state file alone, without its write-ahead log
-    copied.write_bytes((tmp_path / "s.db").read_bytes())
-    with contextlib.closing(sqlite3.connect(copied)) as conn:
-        assert conn.execute("select status from jobs").fetchall() == [("succeeded",)]
+    _assert_held_by_the_state_file_alone(tmp_path / "s.db")
     (tmp_path / "out.geojson").unlink()
     second = tilerunner(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr

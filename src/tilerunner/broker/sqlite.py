@@ -6,7 +6,9 @@ it at once: every state change runs in a ``BEGIN IMMEDIATE`` transaction, which 
 write lock before reading, so two leasers can never pick the same row; WAL mode lets readers
 (``depth``) proceed meanwhile, and ``busy_timeout`` makes writers wait for the lock instead of
 failing. Each thread gets its own connection, because a worker extends leases from a heartbeat
-thread while its main thread processes.
+thread while its main thread processes; it is closed when its thread ends, and :meth:`close`
+closes those still open. Once the last connection to the file closes, SQLite folds the
+write-ahead log into the file and removes it, so the file alone holds the queue.
 
 A row's ``visible_at`` is "the time from which it can be leased": the publish time, the end of
 a nack delay, or — for a leased row — the lease expiry (``leased_until`` is kept equal to it for
@@ -26,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -286,7 +289,8 @@ class SQLiteQueue:
         """Close every thread's connection; the messages stay in the file."""
         self._closed = True
         with self._connections_lock:
-            connections, self._connections = self._connections, []
+            connections = list(self._connections)
+            self._connections.clear()
         for conn in connections:
             conn.close()
 
@@ -358,8 +362,32 @@ class SQLiteQueue:
             with self._connections_lock:
                 self._connections.append(conn)
             self._local.conn = conn
+            if self._memory_lock is None:  # one connection a thread: closed when it ends
+                self._local.closer = _ThreadEnd()
+                weakref.finalize(
+                    self._local.closer, _close_thread_connection, conn, self._connections,
+                    self._connections_lock, self._pid,
+                ).atexit = False  # fmt: skip
             log.debug("opened queue connection to %s for queue %s", self.path, self.name)
         return conn
 
     def __repr__(self) -> str:
         return f"SQLiteQueue(path={self.path!r}, name={self.name!r})"
+
+
+class _ThreadEnd:
+    """Kept in a thread's locals beside its connection: collected when that thread ends."""
+
+
+def _close_thread_connection(
+    conn: sqlite3.Connection, connections: list[sqlite3.Connection], lock: threading.Lock, pid: int
+) -> None:
+    """Close the connection of a thread that ended and forget it (in the process that opened
+    it: a forked child drops its parent's thread-locals but must not close their connections)."""
+    if os.getpid() != pid:
+        return
+    with lock:
+        if conn not in connections:  # closed already by close()
+            return
+        connections.remove(conn)
+    conn.close()

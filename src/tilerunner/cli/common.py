@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from tilerunner.broker import Queue
     from tilerunner.settings import Settings
 
-__all__ = ["configure_logging", "fail", "handle_errors", "parse_params", "queue_factory"]
+__all__ = [
+    "OpenQueues",
+    "configure_logging",
+    "fail",
+    "handle_errors",
+    "parse_params",
+    "queue_factory",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,15 +83,29 @@ def parse_params(values: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
-def queue_factory(url: str, settings: Settings) -> Callable[[str], Queue]:
+class OpenQueues:
+    """The queues of one broker URL, each opened on first use and handed back the same
+    afterwards (a :data:`~tilerunner.coordinator.QueueFor`); :meth:`close` closes them all."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self._url = url
+        self._max_attempts = settings.max_attempts
+        self._opened: dict[str, Queue] = {}
+
+    def __call__(self, name: str) -> Queue:
+        if name not in self._opened:
+            from tilerunner.broker import open_queue
+
+            self._opened[name] = open_queue(self._url, name, max_attempts=self._max_attempts)
+        return self._opened[name]
+
+    def close(self) -> None:
+        """Close every queue opened so far (their connections); the messages stay."""
+        opened, self._opened = self._opened, {}
+        for queue in opened.values():
+            queue.close()
+
+
+def queue_factory(url: str, settings: Settings) -> OpenQueues:
     """Opens each named queue once and hands back the same object afterwards."""
-    from tilerunner.broker import open_queue
-
-    opened: dict[str, Queue] = {}
-
-    def queue_for(name: str) -> Queue:
-        if name not in opened:
-            opened[name] = open_queue(url, name, max_attempts=settings.max_attempts)
-        return opened[name]
-
-    return queue_for
+    return OpenQueues(url, settings)

@@ -273,9 +273,10 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
             state_path.with_suffix(".workers.log"),
         )
         log.debug("run: started %d worker process(es)", workers)
+    opened = contextlib.ExitStack()  # the state's connections: closed once the workers left
     try:
         result = _run_job(settings, pool, sources, models, job_path, outputs, params, chosen,
-                          state_path, url, preview, quiet, started, {
+                          state_path, url, preview, quiet, started, opened, {
             "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
             "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
             "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
@@ -288,24 +289,11 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
     finally:
         pool.stop()
         log.debug("run: workers stopped")
+        opened.close()  # the last connection to close folds the write-ahead log into the file
         if not state_path.exists():  # the run failed its checks: it leaves nothing behind
             pool.discard_log()
-        else:
-            _fold_wal(state_path)
     if result is not None:
         sys.exit(result)
-
-
-def _fold_wal(state_path: Path) -> None:
-    """Copy what the run recorded from the write-ahead log into the state file itself, so that
-    ``state.db`` alone holds the run (a copy of it without its ``-wal`` file would miss it)."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(state_path, timeout=5)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error as error:  # the state is whole either way: the log is read on open
-        log.debug("run: the write-ahead log of %s stays beside it: %s", state_path, error)
 
 
 def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...],
@@ -322,9 +310,10 @@ def _worker_argv(url: str, models: dict[str, str], model_params: tuple[str, ...]
 def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple[str, ...],
              models: dict[str, str], job_path: Path | None, outputs: tuple[str, ...],
              params: dict[str, str], thresholds: list[str], state_path: Path, url: str,
-             preview: Path | None, quiet: bool, started: float,
+             preview: Path | None, quiet: bool, started: float, opened: contextlib.ExitStack,
              options: dict[str, object]) -> str | None:  # fmt: skip
-    """Plan, process and aggregate the job; the exit message when it did not succeed."""
+    """Plan, process and aggregate the job; the exit message when it did not succeed. The
+    store and queues it opens are closed by ``opened``."""
     from tilerunner.outputs import check_output
 
     if job_path is not None:  # outputs, models and their tasks checked before any work
@@ -371,6 +360,8 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     if isinstance(pool, ThreadWorker):
         pool.use_store(store)
     queue_for = queue_factory(url, settings)
+    opened.callback(store.engine.dispose)
+    opened.callback(queue_for.close)
     log.debug("run: state open; planning")
     job_id, created = submit_job(
         store, queue_for, spec, job_id=_job_id(spec, model_spec), env=settings.gdal_env()

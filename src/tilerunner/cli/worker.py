@@ -57,18 +57,26 @@ def direct_source(settings: Settings, store_url: str | None, broker_url: str | N
     from tilerunner.work.service import WorkService, WorkServiceOptions
 
     store_url, broker_url = resolve_urls(settings, store_url, broker_url)
+    owned = store is None  # closed with the source; a store handed in stays its owner's
     if store is None:
         store = open_store(store_url)
     if until_job is not None and store.get_job(until_job) is None:
         raise InvalidRequestError(f"--until-job {until_job!r}: no such job in {store_url}")
+    queues = queue_factory(broker_url, settings)
     service = WorkService(
         store,
-        queue_factory(broker_url, settings),
+        queues,
         WorkServiceOptions(
             lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts
         ),
     )
-    return DirectWorkSource(service)
+
+    def release() -> None:  # once the worker stopped: its connections close with it
+        queues.close()
+        if owned:
+            store.engine.dispose()
+
+    return DirectWorkSource(service, release)
 
 
 def worker_options(

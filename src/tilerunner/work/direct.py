@@ -4,7 +4,7 @@ own process, over the store and broker URLs. The only work source that needs the
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tilerunner.errors import RetryableError, TilerunnerError
 from tilerunner.work.items import Assignment
@@ -15,11 +15,14 @@ __all__ = ["DirectWorkSource"]
 
 
 class DirectWorkSource:
-    """A :class:`WorkSource` over a :class:`WorkService` in this process."""
+    """A :class:`WorkSource` over a :class:`WorkService` in this process; ``release``, when
+    given, is called by :meth:`close` to let go of what the source owns (the store's and the
+    queues' connections, for a source opened from URLs)."""
 
-    def __init__(self, service: WorkService) -> None:
+    def __init__(self, service: WorkService, release: Callable[[], None] | None = None) -> None:
         self.service = service
         self._stop = threading.Event()
+        self._release = release
 
     def lease(self, models: Sequence[str], max_items: int, wait_seconds: float) -> list[Assignment]:
         return self.service.lease(models, max_items, wait_seconds, stop=self._stop)
@@ -47,3 +50,6 @@ class DirectWorkSource:
 
     def close(self) -> None:
         self._stop.set()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
