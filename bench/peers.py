@@ -33,6 +33,7 @@ import numpy as np
 import psutil
 from numpy.typing import NDArray
 
+from bytecode import compile_for
 from pipeline import make_scene
 from plugins import make_heavy_onnx
 from proctree import run_sampled
@@ -123,7 +124,9 @@ def run_tool(
             "--out",
             str(out),
         ]
-    sampled = run_sampled(argv, run_dir / "run.log", env=_env())
+    env = _env()
+    compile_for(env)  # as a wheel install has it, for every tool alike
+    sampled = run_sampled(argv, run_dir / "run.log", env=env)
     if sampled.returncode != 0:
         raise SystemExit(f"{tool} failed ({sampled.returncode}) on {image}; see {run_dir}/run.log")
     boxes = _read_csv_boxes(out) if tool == "tilerunner" else np.load(out)[:, :4]

@@ -208,6 +208,28 @@ def test_planned_job_finishes_with_the_truth(store: Store, tmp_path: Path, engin
     assert aggregate_job(store, job_id).status is JobState.SUCCEEDED
 
 
+def test_a_worker_holds_a_region_for_each_reader_and_two_more(store: Store, tmp_path: Path) -> None:
+    """While the model works on the first regions, the next ones are leased and queued for the
+    reader threads (two readers: four held); the rest wait in the queue for other workers."""
+    tif, truth_csv, _ = make_scene(tmp_path, width=400, height=300, n_boxes=12)
+    queue = open_queue("memory://", QUEUE)
+    job_id, _ = submit_job(store, lambda _: queue, spec(tif), job_id="held")
+    gated = SlowTruth(truth_csv, gate=True)
+    w = worker(store, queue, gated, "w", batch_size=1)
+    assert w.prefetch("det") == 4
+    thread, errors = in_thread(lambda: w.run(until=finished(store, job_id)))
+    assert gated.entered.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while queue.depth().total - queue.depth().visible < 4 and time.monotonic() < deadline:
+        thread.join(0.02)
+    depth = queue.depth()
+    assert (depth.total - depth.visible, depth.visible) == (4, 2)  # 6 regions: 4 held
+    gated.go.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and not errors
+    assert store.counts(job_id).regions_done == 6
+
+
 def test_heartbeat_keeps_a_slow_region_from_being_redelivered(store: Store, tmp_path: Path) -> None:
     """Each region takes longer than the lease; only heartbeats stop a second delivery."""
     lease_seconds, seconds_per_tile = 1.2, 1.6  # heartbeats every 0.4 s: slack for a loaded machine

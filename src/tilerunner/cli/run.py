@@ -61,10 +61,10 @@ def _job_document(
     segment: dict[str, object] | None = None,
 ) -> JobSpec:
     from tilerunner.jobs import parse_job
-    from tilerunner.xyz.results import map_output
 
     tiles = options.get("tiles")
     thresholds = options.get("thresholds") or []
+
     stage = {"task": task, "model": _MODEL_NAME, "params": options["params"]}
     return parse_job(
         {
@@ -85,11 +85,20 @@ def _job_document(
                 "min_score": options["min_score"],
             },
             "outputs": [
-                {"uri": uri, **({"thresholds": thresholds} if map_output(uri) else {})}
+                {"uri": uri, **({"thresholds": thresholds} if _map_output(uri, thresholds) else {})}
                 for uri in outputs
             ],
         }
     )
+
+
+def _map_output(uri: str, thresholds: list[str]) -> bool:
+    """Whether ``uri`` takes the ``--threshold`` values (a map output; none given: none)."""
+    if not thresholds:  # the module is not imported for the usual run
+        return False
+    from tilerunner.xyz.results import map_output
+
+    return map_output(uri)
 
 
 def _job_id(spec: JobSpec, model_spec: str) -> str:
@@ -322,7 +331,6 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     rasters, feature_outputs = split_outputs(outputs) if job_path is None else ([], [])
     for uri in feature_outputs:  # before the model is loaded
         check_output(uri, label=f"-o {uri}")
-    from tilerunner.cli.progress import print_summary
     from tilerunner.coordinator import submit_job
     from tilerunner.imagery import expand_sources
     from tilerunner.jobs import JobState
@@ -385,6 +393,8 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     log.debug("run: aggregated")
     if preview is not None and spec.tiles is None and spec.photos is None:
         _write_preview(store, job_id, spec, preview, settings)
+    from tilerunner.cli.progress import print_summary  # rich: imported while the job ran
+
     print_summary(store, job_id, result, time.monotonic() - started)
     log.debug("run: summary printed")
     if result.status is JobState.SUCCEEDED:
@@ -405,7 +415,6 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool | 
              state_path: Path, quiet: bool) -> None:  # fmt: skip
     """Release the workers on the job and wait until every region finished; the workers leave
     on their own then, while this process aggregates."""
-    from tilerunner.cli.progress import JobProgress
     from tilerunner.coordinator import repair
     from tilerunner.jobs import JOB_TERMINAL, JobState
 
@@ -421,9 +430,10 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool | 
     pool.release(job_id)
     log.debug("run: workers released on job %s", job_id)
     # Until now the workers waited on this process; from now on it waits on them. What only
-    # aggregating needs (georeferencing, merging, the output's CRS) is imported here, in that
-    # wait, instead of before planning.
+    # showing progress and aggregating need (rich; georeferencing, merging, the output's CRS)
+    # is imported here, in that wait, instead of before planning.
     import tilerunner.coordinator.aggregator  # noqa: F401
+    from tilerunner.cli.progress import JobProgress
 
     last_sweep = time.monotonic()
     poll = _FIRST_POLL

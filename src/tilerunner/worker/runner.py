@@ -74,8 +74,12 @@ class WorkerOptions:
     readers: int = 2
     lease_seconds: float = 60.0
     """The lease period the source grants; leases are extended every third of it."""
-    prefetch: int = 2
-    """Items held per model at once (one in the pipeline, the next ones waiting)."""
+    prefetch: int | None = None
+    """Items held per model at once: those in the pipeline and the next ones waiting. None:
+    ``readers + 2``, so that a reader thread done with its region finds the next one queued
+    instead of waiting for a lease while the model works on the tiles it read (a queued
+    region holds its item, not its pixels: memory stays bounded by the strips and queues);
+    2 for segmentation models, whose regions each hold a canvas as soon as they start."""
     poll_seconds: float = 0.2
     wait_seconds: float = 0.0
     """Long-poll wait of each lease call (HTTP sources); 0 polls every ``poll_seconds``."""
@@ -190,12 +194,20 @@ class Worker:
         with self._lock:
             return sum(1 for a in self._held.values() if model is None or a.model == model)
 
+    def prefetch(self, model: str) -> int:
+        """How many items of ``model`` this worker holds at once (:attr:`WorkerOptions.prefetch`
+        or its default for the model's task)."""
+        if self.options.prefetch is not None:
+            return self.options.prefetch
+        return 2 if self.models[model].task == "segment" else self.options.readers + 2
+
     def _lease_round(self) -> bool:
-        wanted = [m for m in self.models if self._held_count(m) < self.options.prefetch]
+        room_of = {m: self.prefetch(m) - self._held_count(m) for m in self.models}
+        wanted = [m for m, room in room_of.items() if room > 0]
         if not wanted:
             self._wake.wait(self.options.poll_seconds)
             return True  # busy, not idle
-        room = sum(self.options.prefetch - self._held_count(m) for m in wanted)
+        room = sum(room_of[m] for m in wanted)
         was_idle = not self._held_count()
         assignments = self.source.lease(wanted, room, self.options.wait_seconds)
         for assignment in assignments:
