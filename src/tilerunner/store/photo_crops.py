@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, select
 
 from tilerunner.jobs.features import FeatureRows, TileFailure
 from tilerunner.photos.items import failed_crop_key
 from tilerunner.store.tables import empty_crops, features, tile_failures
 from tilerunner.store.tiles import insert_tile_failures, replace_tile_failures
 
-__all__ = ["CropRun", "cropped_keys", "detection_keys", "record_crops"]
+__all__ = ["CropRun", "cropped_keys", "detection_keys", "group_detections", "record_crops"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +68,27 @@ def cropped_keys(
     return done
 
 
+def group_detections(
+    job_id: str, leader: int, group_size: int, stage: int, min_score: float
+) -> tuple[ColumnElement[bool], ...]:
+    """The ``features`` rows of a group's detections of ``stage`` scoring at least
+    ``min_score`` (the group's photos are ``leader`` and the ``group_size - 1`` after it)."""
+    return (
+        features.c.job_id == job_id,
+        features.c.image_idx >= leader,
+        features.c.image_idx < leader + group_size,
+        features.c.region_idx == stage,
+        features.c.score >= min_score,
+    )
+
+
 def detection_keys(
     conn: Connection, job_id: str, leader: int, group_size: int, stage: int, min_score: float
 ) -> list[str]:
     """The keys of the group's detections of ``stage`` scoring at least ``min_score``."""
     extras = conn.execute(
         select(features.c.extra)
-        .where(
-            features.c.job_id == job_id,
-            features.c.image_idx >= leader,
-            features.c.image_idx < leader + group_size,
-            features.c.region_idx == stage,
-            features.c.score >= min_score,
-        )
+        .where(*group_detections(job_id, leader, group_size, stage, min_score))
         .order_by(features.c.id)
     ).scalars()
     return [str(e["key"]) for e in extras if e and e.get("key") is not None]

@@ -51,7 +51,7 @@ class StageOutcome:
 class PhotoStageStore(StoreBase):
     """The photo-stage methods of :class:`tilerunner.store.Store` (a mixin)."""
 
-    if TYPE_CHECKING:  # provided by Store (repository.py)
+    if TYPE_CHECKING:  # provided by Store (regions.py)
 
         def _images_closed(self, conn: Connection, job_id: str, n: int) -> None: ...
 

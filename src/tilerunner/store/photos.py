@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from tilerunner.jobs.states import ImageState, JobState, RegionState, sources_of
 from tilerunner.photos.items import crop_photo, failed_crop_key
 from tilerunner.store.base import StoreBase
-from tilerunner.store.photo_crops import cropped_keys
+from tilerunner.store.photo_crops import cropped_keys, group_detections
 from tilerunner.store.tables import features, images, jobs, regions, tile_failures
 
 __all__ = ["PhotoPlan", "PhotoStore"]
@@ -39,7 +39,7 @@ class PhotoPlan:
 class PhotoStore(StoreBase):
     """The photo-job methods of :class:`tilerunner.store.Store`."""
 
-    if TYPE_CHECKING:  # provided by Store (repository.py)
+    if TYPE_CHECKING:  # provided by Store (regions.py)
 
         def _images_closed(self, conn: Connection, job_id: str, n: int) -> None: ...
 
@@ -109,13 +109,7 @@ class PhotoStore(StoreBase):
                     images,
                     (images.c.job_id == features.c.job_id) & (images.c.idx == features.c.image_idx),
                 )
-                .where(
-                    features.c.job_id == job_id,
-                    features.c.image_idx >= leader,
-                    features.c.image_idx < leader + group_size,
-                    features.c.region_idx == stage,
-                    features.c.score >= min_score,
-                )
+                .where(*group_detections(job_id, leader, group_size, stage, min_score))
                 .order_by(features.c.id)
             ).all()
         return [
