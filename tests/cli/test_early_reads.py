@@ -13,6 +13,9 @@ import rasterio
 from affine import Affine
 from tr_cli import pixel_boxes, tilerunner
 
+from tilerunner.imagery.latency import FAR_READERS, NEAR_SECONDS, READERS
+from tilerunner.testing.range_server import RangeServer
+
 FAKE = "tilerunner.testing.models:FakeDetector"
 _TAKEN = re.compile(r"read ahead (\d+) window\(s\); (\d+) asked for, (\d+) taken")
 
@@ -33,11 +36,13 @@ def _squares(folder: Path) -> Path:
     return path
 
 
-def _run(folder: Path, image: Path, name: str, **env: str) -> tuple[list[tuple[float, ...]], str]:
+def _run(
+    folder: Path, image: Path | str, name: str, *flags: str, **env: str
+) -> tuple[list[tuple[float, ...]], str]:
     done = tilerunner(
         "run", str(image), "--model", FAKE, "--tile-size", "256", "--overlap", "32",
         "--region-size", "512", "-o", f"{name}.geojson", "--state", f"{name}.db", "--quiet",
-        cwd=folder, TILERUNNER_LOG_LEVEL="DEBUG", **env,
+        *flags, cwd=folder, TILERUNNER_LOG_LEVEL="DEBUG", **env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stderr + (folder / f"{name}.workers.log").read_text()
@@ -85,3 +90,18 @@ def test_nothing_is_read_ahead_when_the_run_is_not_the_plain_case(tmp_path: Path
         log = done.stderr
     assert again == first
     assert "reading ahead" not in log
+
+
+_READERS = re.compile(r"serving job \S+ with (\d+) reader thread\(s\)")
+
+
+def test_an_image_on_a_far_host_gets_more_reader_threads(tmp_path: Path) -> None:
+    image = _squares(tmp_path)
+    local, local_log = _run(tmp_path, image, "local")
+    assert _READERS.findall(local_log) == [str(READERS)]
+    with RangeServer(tmp_path, latency_ms=1000 * NEAR_SECONDS * 2) as server:
+        far, far_log = _run(tmp_path, server.url(image.name), "far")
+        chosen, chosen_log = _run(tmp_path, server.url(image.name), "chosen", "--readers", "3")
+    assert _READERS.findall(far_log) == [str(FAR_READERS)]
+    assert _READERS.findall(chosen_log) == ["3"]  # the user's choice wins
+    assert far == chosen == local

@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tilerunner.cli import run_defaults
 from tilerunner.imagery import GdalEnv, RasterReader
 from tilerunner.imagery import latency as latency_module
-from tilerunner.imagery.latency import NEAR_SECONDS, first_byte_seconds, read_options
+from tilerunner.imagery.latency import (
+    FAR_READERS,
+    NEAR_SECONDS,
+    READERS,
+    first_byte_seconds,
+    read_options,
+    reader_threads,
+)
 from tilerunner.testing.range_server import RangeServer
 from tilerunner.tiling.window import Window
 
@@ -77,3 +85,15 @@ def test_a_reader_of_a_near_host_reads_the_same_pixels(
         assert remote.env.options_for(url)["GDAL_NUM_THREADS"] == "1"
         window = Window(0, 0, local.info.width, local.info.height)
         np.testing.assert_array_equal(remote.read(window), local.read(window))
+
+
+def test_a_far_source_gets_more_reader_threads(server: RangeServer, data_dir: Path) -> None:
+    assert run_defaults.READERS == READERS < FAR_READERS  # the CLI's copy agrees
+    assert reader_threads(str(data_dir / "cogeo.tif")) == READERS
+    assert reader_threads("s3://bucket/scene.tif") == FAR_READERS
+    server.latency_ms = 1000 * NEAR_SECONDS * 2
+    assert reader_threads(server.url("cogeo.tif")) == FAR_READERS
+
+
+def test_a_near_source_keeps_two_reader_threads(server: RangeServer, near: float) -> None:
+    assert reader_threads(server.url("cogeo.tif")) == READERS

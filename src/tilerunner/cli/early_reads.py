@@ -53,9 +53,12 @@ class EarlyReads:
         overlap: int,
         region_size: int,
         bands: list[int] | None,
-        readers: int,
+        readers: int | None,
     ) -> None:
         self._settings = settings
+        self.readers = readers
+        """The worker's reader threads: as given, or chosen by the image's distance once it
+        is open (:func:`~tilerunner.imagery.latency.reader_threads`); None until then."""
         self._bands = None if bands is None else tuple(bands)
         self._reader: RasterReader | None = None
         self._lock = threading.Lock()
@@ -80,7 +83,7 @@ class EarlyReads:
         overlap: int,
         region_size: int,
         bands: list[int] | None,
-        readers: int,
+        readers: int | None,
     ) -> EarlyReads | None:
         """Start reading ahead when the run is the plain case (see the module); else None."""
         if settings.read_ahead_mb <= 0 or len(sources) != 1 or state_path.exists():
@@ -102,6 +105,10 @@ class EarlyReads:
         # and the first read would start later); then the thread opens and decodes without it.
         early._imported.wait(_IMPORT_WAIT)
         return early
+
+    def wait_open(self) -> None:
+        """Wait until the image is open and its strips are being read ahead (or it failed)."""
+        self._thread.join()
 
     def hand_over(self, worker: Worker, model: LoadedModel) -> bool:
         """Give the reader to ``worker`` when its reads are what ``model`` asks for; else close
@@ -129,7 +136,7 @@ class EarlyReads:
             reader.close()
 
     def _open(
-        self, source: str, tile_size: int, overlap: int, region_size: int, readers: int
+        self, source: str, tile_size: int, overlap: int, region_size: int, readers: int | None
     ) -> None:
         try:
             from tilerunner.imagery import BandSpec, RasterReader, expand_sources
@@ -143,6 +150,10 @@ class EarlyReads:
         except Exception as error:  # the planner reports it, with its own message
             log.debug("run: no early reads of %s: %s", source, error)
             return
+        if readers is None:
+            from tilerunner.imagery.latency import reader_threads
+
+            readers = self.readers = reader_threads(image.url)
         try:
             windows = first_strips(
                 reader, tile_size, overlap, region_size, readers,

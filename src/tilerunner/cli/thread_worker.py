@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tilerunner.cli.run_defaults import READERS
 from tilerunner.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -44,11 +45,12 @@ class ThreadWorker:
         settings: Settings,
         url: str,
         batch_size: int | None,
-        readers: int,
+        readers: int | None,
         log_path: Path,
         early: EarlyReads | None = None,
     ) -> None:
-        """``early``: what the run reads ahead while it starts, handed to the worker."""
+        """``early``: what the run reads ahead while it starts, handed to the worker;
+        ``readers`` None: as many as ``early`` chose for the image, else 2."""
         self._settings = settings
         self._log = _ThreadLog(log_path)
         self._url = url
@@ -79,7 +81,10 @@ class ThreadWorker:
 
         settings = self._settings
         source = direct_source(settings, self._url, self._url, None, self._store)
-        options = worker_options(settings, self._batch_size, self._readers, 0.0)
+        if self._early is not None:  # the readers it chose by the image's distance
+            self._early.wait_open()
+        readers = self._readers or (self._early and self._early.readers) or READERS
+        options = worker_options(settings, self._batch_size, readers, 0.0)
         worker = Worker(source, self._models, options, env=settings.gdal_env())
         if self._early is not None and len(self._models) == 1:
             self._early.hand_over(worker, *self._models.values())
@@ -95,7 +100,7 @@ class ThreadWorker:
 
         self._thread = threading.Thread(target=serve, name="worker", daemon=True)
         self._thread.start()
-        log.debug("run: worker thread serving job %s", job_id)
+        log.debug("run: worker thread serving job %s with %d reader thread(s)", job_id, readers)
 
     def check(self) -> None:
         """Raise when the worker stopped with an error (a process pool would restart it; a
