@@ -66,7 +66,7 @@ class EarlyReads:
         self._imported = threading.Event()
         self._thread = threading.Thread(
             target=self._open,
-            args=(source, tile_size, overlap, region_size, readers),
+            args=(source, tile_size, overlap, region_size),
             name="early-reads",
             daemon=True,
         )
@@ -135,9 +135,7 @@ class EarlyReads:
         if reader is not None:
             reader.close()
 
-    def _open(
-        self, source: str, tile_size: int, overlap: int, region_size: int, readers: int | None
-    ) -> None:
+    def _open(self, source: str, tile_size: int, overlap: int, region_size: int) -> None:
         try:
             from tilerunner.imagery import BandSpec, RasterReader, expand_sources
         finally:
@@ -150,13 +148,13 @@ class EarlyReads:
         except Exception as error:  # the planner reports it, with its own message
             log.debug("run: no early reads of %s: %s", source, error)
             return
-        if readers is None:
+        if self.readers is None:
             from tilerunner.imagery.latency import reader_threads
 
-            readers = self.readers = reader_threads(image.url)
+            self.readers = reader_threads(image.url)
         try:
             windows = first_strips(
-                reader, tile_size, overlap, region_size, readers,
+                reader, tile_size, overlap, region_size, self.readers,
                 settings.read_strip_mb << 20, budget,
             )  # fmt: skip
         except Exception as error:  # bad tiling flags: the run's checks report them

@@ -65,7 +65,6 @@ def _job_document(
 
     tiles = options.get("tiles")
     thresholds = options.get("thresholds") or []
-
     stage = {"task": task, "model": _MODEL_NAME, "params": options["params"]}
     return parse_job(
         {
@@ -265,13 +264,14 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
             f"{str(state_path.parent)!r} does not exist; create it or choose another --state path"
         )
     url = f"sqlite:///{state_path}"
+    band_list = _parse_bands(bands)
     pool: WorkerPool | ThreadWorker
     if workers == 1 and job_path is None:  # the model this process loads serves the job
         early = None
         if tiles is None and not split_outputs(outputs)[0]:  # an image's tiles: read ahead
             early = EarlyReads.start(
                 sources, settings, state_path, tile_size=tile_size, overlap=overlap,
-                region_size=region_size, bands=_parse_bands(bands), readers=readers,
+                region_size=region_size, bands=band_list, readers=readers,
             )  # fmt: skip
         pool = ThreadWorker(
             settings, url, batch_size, readers, state_path.with_suffix(".workers.log"), early
@@ -288,7 +288,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         result = _run_job(settings, pool, sources, models, job_path, outputs, params, chosen,
                           state_path, url, preview, quiet, started, opened, {
             "name": name, "params": params, "tile_size": tile_size, "overlap": overlap,
-            "region_size": region_size, "bands": _parse_bands(bands), "merge": merge, "iou": iou,
+            "region_size": region_size, "bands": band_list, "merge": merge, "iou": iou,
             "metric": metric, "class_agnostic": class_agnostic, "min_score": min_score,
             "tiles": tiles, "segment_flags": {
                 "blend": blend, "probabilities": probabilities,
