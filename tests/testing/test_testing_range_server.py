@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email.parser
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tilerunner.testing.range_server import RangeServer, parse_ranges
+from tilerunner.testing.range_server import RangeServer, _Server, parse_ranges
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 
@@ -116,3 +117,20 @@ def test_bad_arguments(tmp_path: Path) -> None:
         RangeServer(tmp_path, latency_ms=-1)
     with pytest.raises(RuntimeError, match="not running"):
         RangeServer(tmp_path).stats()
+
+
+def test_many_connections_at_once_are_all_accepted(tmp_path: Path) -> None:
+    # A listening socket queues at most its backlog of connections not yet accepted; past it
+    # the kernel drops a client's SYN and the client sends it again only after a second. GDAL
+    # opens a connection per block run of a strip, all at once, as it would to an object store.
+    # Nothing accepts here, so every connection below waits in the queue.
+    listening = _Server(("127.0.0.1", 0), tmp_path, 0.0)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(64):
+            sockets.append(socket.create_connection(listening.server_address[:2], timeout=0.5))
+    finally:
+        for sock in sockets:
+            sock.close()
+        listening.server_close()
+    assert len(sockets) == 64

@@ -222,6 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a client that opens more connections at once
+    # (GDAL fetching a strip's block runs in parallel) has the rest of its SYNs dropped, and
+    # the kernel sends them again only after a second. Object stores and web servers accept
+    # hundreds at once; so does this.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], root: Path, latency_ms: float) -> None:
         super().__init__(address, _Handler)
