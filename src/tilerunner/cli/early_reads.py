@@ -53,12 +53,10 @@ class EarlyReads:
         overlap: int,
         region_size: int,
         bands: list[int] | None,
-        readers: int | None,
+        readers: int,
     ) -> None:
         self._settings = settings
-        self.readers = readers
-        """The worker's reader threads: as given, or chosen by the image's distance once it
-        is open (:func:`~tilerunner.imagery.latency.reader_threads`); None until then."""
+        self._readers = readers
         self._bands = None if bands is None else tuple(bands)
         self._reader: RasterReader | None = None
         self._lock = threading.Lock()
@@ -83,7 +81,7 @@ class EarlyReads:
         overlap: int,
         region_size: int,
         bands: list[int] | None,
-        readers: int | None,
+        readers: int,
     ) -> EarlyReads | None:
         """Start reading ahead when the run is the plain case (see the module); else None."""
         if settings.read_ahead_mb <= 0 or len(sources) != 1 or state_path.exists():
@@ -148,13 +146,9 @@ class EarlyReads:
         except Exception as error:  # the planner reports it, with its own message
             log.debug("run: no early reads of %s: %s", source, error)
             return
-        if self.readers is None:
-            from tilerunner.imagery.latency import reader_threads
-
-            self.readers = reader_threads(image.url)
         try:
             windows = first_strips(
-                reader, tile_size, overlap, region_size, self.readers,
+                reader, tile_size, overlap, region_size, self._readers,
                 settings.read_strip_mb << 20, budget,
             )  # fmt: skip
         except Exception as error:  # bad tiling flags: the run's checks report them

@@ -24,7 +24,6 @@ import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.early_reads import EarlyReads
-from tilerunner.cli.run_defaults import READERS
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
 from tilerunner.cli.thread_worker import ThreadWorker
@@ -168,9 +167,10 @@ def _parse_bands(value: str | None) -> list[int] | None:
 )
 @click.option(
     "--readers",
-    default=None,
+    default=2,
+    show_default=True,
     type=click.IntRange(1, 64),
-    help="Reader threads per worker (default: 2; 4 for an image on a host farther than 20 ms).",
+    help="Reader threads per worker.",
 )
 @click.option(
     "--merge",
@@ -230,7 +230,7 @@ def _parse_bands(value: str | None) -> list[int] | None:
 def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...],
         job_path: Path | None, outputs: tuple[str, ...], model_params: tuple[str, ...],
         tile_size: int, overlap: int, region_size: int,
-        batch_size: int | None, workers: int, readers: int | None, merge: str, iou: float,
+        batch_size: int | None, workers: int, readers: int, merge: str, iou: float,
         metric: str,
         class_agnostic: bool, min_score: float, bands: str | None, name: str | None,
         state_path: Path, preview: Path | None, quiet: bool,
@@ -278,7 +278,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         )
     else:  # the workers start first: their imports and model load overlap this process's own
         pool = WorkerPool(
-            _worker_argv(url, models, model_params, batch_size, readers or READERS),
+            _worker_argv(url, models, model_params, batch_size, readers),
             workers,
             state_path.with_suffix(".workers.log"),
         )

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tilerunner.cli.run_defaults import READERS
 from tilerunner.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -45,12 +44,12 @@ class ThreadWorker:
         settings: Settings,
         url: str,
         batch_size: int | None,
-        readers: int | None,
+        readers: int,
         log_path: Path,
         early: EarlyReads | None = None,
     ) -> None:
         """``early``: what the run reads ahead while it starts, handed to the worker;
-        ``readers`` None: as many as ``early`` chose for the image, else 2."""
+        ``readers``: the worker's reader threads."""
         self._settings = settings
         self._log = _ThreadLog(log_path)
         self._url = url
@@ -81,9 +80,7 @@ class ThreadWorker:
 
         settings = self._settings
         source = direct_source(settings, self._url, self._url, None, self._store)
-        if self._early is not None:  # the readers it chose by the image's distance
-            self._early.wait_open()
-        readers = self._readers or (self._early and self._early.readers) or READERS
+        readers = self._readers
         options = worker_options(settings, self._batch_size, readers, 0.0)
         worker = Worker(source, self._models, options, env=settings.gdal_env())
         if self._early is not None and len(self._models) == 1:

@@ -60,7 +60,6 @@ from rasterio.windows import Window as RioWindow
 
 from tilerunner.errors import InvalidRequestError, RetryableError, SourceError
 from tilerunner.imagery.gdal_env import GdalEnv, is_remote
-from tilerunner.imagery.latency import read_options
 from tilerunner.imagery.read_ahead import ReadAhead
 from tilerunner.tiling.strips import Strip, plan_strips
 from tilerunner.tiling.window import Window
@@ -242,10 +241,6 @@ class RasterReader:
         self._lock = threading.Lock()
         self._closed = False
         self._ahead: ReadAhead | None = None
-        if is_remote(url):  # how strips are fetched depends on how near the source is; GDAL
-            nearby = read_options(url, self.env.options_for(url))  # reads it when it opens
-            if nearby:
-                self.env = self.env.merged(**nearby)
         try:
             with self._dataset() as dataset:
                 self._describe(dataset, bands)
