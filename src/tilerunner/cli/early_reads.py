@@ -104,10 +104,6 @@ class EarlyReads:
         early._imported.wait(_IMPORT_WAIT)
         return early
 
-    def wait_open(self) -> None:
-        """Wait until the image is open and its strips are being read ahead (or it failed)."""
-        self._thread.join()
-
     def hand_over(self, worker: Worker, model: LoadedModel) -> bool:
         """Give the reader to ``worker`` when its reads are what ``model`` asks for; else close
         it. True when it was handed over."""
