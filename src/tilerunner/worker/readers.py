@@ -29,20 +29,29 @@ class ReaderCache:
             if key in self._readers:  # another thread opened it meanwhile
                 reader.close()
                 return self._readers[key]
-            if len(self._readers) >= self._max:
-                self._readers.pop(next(iter(self._readers))).close()
+            evicted = self._make_room()
             self._readers[key] = reader
+        if evicted is not None:
+            evicted.close()
         return reader
 
     def adopt(self, reader: RasterReader, bands: BandSpec) -> None:
         """Serve ``reader`` (opened elsewhere, e.g. reading ahead) for its url and ``bands``;
-        closed with the cache."""
+        closed with the cache, or once ``max_readers`` newer ones are open."""
         key = (reader.url, bands)
         with self._lock:
             earlier = self._readers.pop(key, None)
+            evicted = self._make_room()
             self._readers[key] = reader
-        if earlier is not None and earlier is not reader:
-            earlier.close()
+        for old in (earlier, evicted):
+            if old is not None and old is not reader:
+                old.close()
+
+    def _make_room(self) -> RasterReader | None:
+        """Take out the least recently opened reader when the cache is full (lock held)."""
+        if len(self._readers) < self._max:
+            return None
+        return self._readers.pop(next(iter(self._readers)))
 
     def close(self) -> None:
         with self._lock:
