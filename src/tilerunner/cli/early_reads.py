@@ -56,7 +56,6 @@ class EarlyReads:
         readers: int,
     ) -> None:
         self._settings = settings
-        self._readers = readers
         self._bands = None if bands is None else tuple(bands)
         self._reader: RasterReader | None = None
         self._lock = threading.Lock()
@@ -64,7 +63,7 @@ class EarlyReads:
         self._imported = threading.Event()
         self._thread = threading.Thread(
             target=self._open,
-            args=(source, tile_size, overlap, region_size),
+            args=(source, tile_size, overlap, region_size, readers),
             name="early-reads",
             daemon=True,
         )
@@ -129,7 +128,9 @@ class EarlyReads:
         if reader is not None:
             reader.close()
 
-    def _open(self, source: str, tile_size: int, overlap: int, region_size: int) -> None:
+    def _open(
+        self, source: str, tile_size: int, overlap: int, region_size: int, readers: int
+    ) -> None:
         try:
             from tilerunner.imagery import BandSpec, RasterReader, expand_sources
         finally:
@@ -144,7 +145,7 @@ class EarlyReads:
             return
         try:
             windows = first_strips(
-                reader, tile_size, overlap, region_size, self._readers,
+                reader, tile_size, overlap, region_size, readers,
                 settings.read_strip_mb << 20, budget,
             )  # fmt: skip
         except Exception as error:  # bad tiling flags: the run's checks report them

@@ -80,8 +80,7 @@ class ThreadWorker:
 
         settings = self._settings
         source = direct_source(settings, self._url, self._url, None, self._store)
-        readers = self._readers
-        options = worker_options(settings, self._batch_size, readers, 0.0)
+        options = worker_options(settings, self._batch_size, self._readers, 0.0)
         worker = Worker(source, self._models, options, env=settings.gdal_env())
         if self._early is not None and len(self._models) == 1:
             self._early.hand_over(worker, *self._models.values())
@@ -97,7 +96,9 @@ class ThreadWorker:
 
         self._thread = threading.Thread(target=serve, name="worker", daemon=True)
         self._thread.start()
-        log.debug("run: worker thread serving job %s with %d reader thread(s)", job_id, readers)
+        log.debug(
+            "run: worker thread serving job %s with %d reader thread(s)", job_id, self._readers
+        )
 
     def check(self) -> None:
         """Raise when the worker stopped with an error (a process pool would restart it; a
