@@ -13,6 +13,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -67,6 +68,7 @@ def submit(settings: Settings, document: Path, store_url: str | None, broker_url
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     owner = f"submit-{os.getpid()}"
+    started()
     while True:
         # aggregate here too if no serve process has: claims make this safe
         process_outbox(store, owner, settings.gdal_env(), settings.s3_endpoint_url, job_id=job_id)

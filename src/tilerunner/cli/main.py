@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from tilerunner import __version__
+from tilerunner.cli.startup import starting
 from tilerunner.errors import TilerunnerError
 
 __all__ = ["COMMANDS", "CommandEntry", "LazyGroup", "cli", "main"]
@@ -165,17 +166,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.obj = settings
 
 
-#: Spin of OpenBLAS's idle threads, as a power of two of CPU cycles (its lowest setting).
-_OPENBLAS_THREAD_TIMEOUT = "4"
-
-
 def main() -> None:
-    # numpy's OpenBLAS starts a thread per core when it loads, and each spins about 2**28
-    # cycles (0.1 s of a core) waiting for work that tilerunner's own numpy use never gives
-    # it: on a small machine, a core taken from decoding and the model. With the lowest
-    # timeout they sleep at once; a model's BLAS calls still use every thread. Only takes
-    # effect before numpy's first import; the user's own setting is kept.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _OPENBLAS_THREAD_TIMEOUT)
+    starting()  # OpenBLAS's threads, the collector paused: see tilerunner.cli.startup
     try:
         cli(prog_name="tilerunner")
     finally:

@@ -26,6 +26,7 @@ from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.early_reads import EarlyReads
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
+from tilerunner.cli.startup import started
 from tilerunner.cli.thread_worker import ThreadWorker
 from tilerunner.cli.tile_options import (
     check_threshold_classes,
@@ -419,6 +420,7 @@ def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool | 
     from tilerunner.coordinator import repair
     from tilerunner.jobs import JOB_TERMINAL, JobState
 
+    started()  # planned: from here on this process waits, then aggregates
     job = store.get_job(job_id)
     counts = store.counts(job_id)
     if (

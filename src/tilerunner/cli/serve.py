@@ -10,6 +10,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -73,6 +74,7 @@ def serve(settings: Settings, store_url: str | None, broker_url: str | None, hos
         lease_seconds=settings.lease_seconds,
     )  # fmt: skip
     stop = threading.Event()
+    started()
     if no_api:
         try:
             coordinator.run(stop)

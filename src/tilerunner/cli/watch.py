@@ -13,6 +13,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -154,6 +155,7 @@ def watch(settings: Settings, source: str, template_path: Path, store_url: str |
         stop.set()  # the look under way finishes; nothing is left half-recorded
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started()
     try:
         watcher.run(stop, once=once, poll_seconds=poll_seconds)
     finally:

@@ -18,6 +18,7 @@ import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
+from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -199,4 +200,5 @@ def worker(
         return source.job_finished(until_job)
 
     log.debug("worker: ready, serving %s", ", ".join(sorted(models)))
+    started()
     runner.run(until=_job_finished if until_job else None)

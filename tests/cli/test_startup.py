@@ -1,0 +1,65 @@
+"""The process set-up of the ``tilerunner`` command: OpenBLAS's idle threads sleep, the collector
+of reference cycles is paused while a command starts and on again once it runs."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tr_cli import tilerunner
+from tr_scenes import make_scene
+
+from tilerunner.cli.startup import OPENBLAS_THREAD_TIMEOUT, started, starting
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """Leaves the test process's collector as it found it."""
+    frozen = gc.get_freeze_count()
+    yield
+    gc.enable()
+    if gc.get_freeze_count() > frozen:
+        gc.unfreeze()
+
+
+def test_starting_pauses_the_collector_and_sets_openblas_unless_set(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    starting()
+    assert not gc.isenabled()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == OPENBLAS_THREAD_TIMEOUT
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    starting()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
+
+
+def test_started_turns_the_collector_on_with_start_up_frozen_once(collector: None) -> None:
+    gc.disable()
+    kept = [[]]  # made "during start-up"
+    started()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    kept.append([])
+    started()  # a second call: nothing more is frozen
+    assert gc.get_freeze_count() == frozen
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_collects_while_its_workers_work(tmp_path: Path, workers: int) -> None:
+    tif = make_scene(tmp_path, width=1200, height=700, n_boxes=0)[0]
+    done = tilerunner(
+        "run", str(tif), "--model", "tr_probes:CollectorProbe", "--tile-size", "256",
+        "--overlap", "32", "--region-size", "512", "--workers", str(workers),
+        "-o", "out.csv", "--state", "s.db", "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "out.csv").open() as f:
+        labels = [row["label"] for row in csv.DictReader(f)]
+    assert len(labels) > 6  # one box a tile, from several regions
+    assert set(labels) == {"collecting"}
