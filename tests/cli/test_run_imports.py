@@ -1,7 +1,8 @@
 """What the processes of a one-tile ``tilerunner run`` import before they work (the run
 process, which serves the job itself with one worker, and a worker process): GDAL, numpy, the
 store and the model, but not what only other paths need (the service's callback
-client and its job formats, the GeoParquet writer, the zoo's model-card writer). Read from
+client and its job formats, the GeoParquet writer, the zoo's model-card writer, Pillow, which
+photo jobs, previews and ONNX models use). Read from
 ``-X importtime`` (``PYTHONPROFILEIMPORTTIME``), which the worker inherits and writes to its
 log: the names of the modules, not their times."""
 
@@ -16,7 +17,7 @@ from tr_scenes import make_scene
 
 #: Imported by neither process of a GeoJSON run of a local plugin.
 NOT_FOR_A_RUN = ("httpx", "pygments", "pyarrow", "yaml", "alembic", "fastapi", "uvicorn",
-                 "pydantic_settings")  # fmt: skip
+                 "pydantic_settings", "PIL")  # fmt: skip
 #: The run process plans and aggregates; the service that delivers callbacks is not needed.
 NOT_FOR_THE_RUN_PROCESS = ("tilerunner.coordinator.service", "tilerunner.coordinator.callbacks",
                            "tilerunner.jobs.compat", "tilerunner.outputs.geoparquet")  # fmt: skip

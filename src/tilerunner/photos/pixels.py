@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from tilerunner.imagery import GdalEnv, RasterReader, open_dataset
 from tilerunner.tiling import Window
@@ -48,6 +47,8 @@ class Fit:
 
 def fit(pixels: NDArray[np.uint8], size: int, mode: FitMode) -> tuple[NDArray[np.uint8], Fit]:
     """The picture fitted into a ``size`` x ``size`` input, and how it was fitted."""
+    from PIL import Image  # photo jobs only: an image's worker does not import Pillow
+
     height, width = pixels.shape[:2]
     image = Image.fromarray(pixels)
     if mode == "resize":
