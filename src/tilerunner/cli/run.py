@@ -11,22 +11,21 @@ recomputed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from tilerunner.cli.common import handle_errors, parse_params, queue_factory
 from tilerunner.cli.early_reads import EarlyReads
+from tilerunner.cli.run_flags import MODEL_NAME, job_document, parse_bands, run_job_id
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
 from tilerunner.cli.run_segment import check_segment_run, segment_stage, split_outputs
-from tilerunner.cli.startup import started
+from tilerunner.cli.run_wait import draw_preview, finished, wait_for_regions
 from tilerunner.cli.thread_worker import ThreadWorker
 from tilerunner.cli.tile_options import (
     check_threshold_classes,
@@ -39,83 +38,11 @@ from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
 if TYPE_CHECKING:
-    from tilerunner.coordinator import QueueFor
-    from tilerunner.jobs import JobSpec
-    from tilerunner.store import Store
+    pass
 
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
-
-_MODEL_NAME = "model"
-_SWEEP_SECONDS = 10.0
-# the progress poll starts short (a small job finishes within a few polls) and grows to _POLL
-_FIRST_POLL = 0.02
-_POLL = 0.25
-
-
-def _job_document(
-    sources: tuple[str, ...],
-    task: str,
-    outputs: list[str],
-    options: dict[str, Any],
-    segment: dict[str, object] | None = None,
-) -> JobSpec:
-    from tilerunner.jobs import parse_job
-
-    tiles = options.get("tiles")
-    thresholds = options.get("thresholds") or []
-    stage = {"task": task, "model": _MODEL_NAME, "params": options["params"]}
-    return parse_job(
-        {
-            "name": options["name"],
-            **({"tiles": tiles} if tiles else {"sources": list(sources)}),
-            "pipeline": [{**stage, **({"segment": segment} if segment else {})}],
-            "tiling": {
-                "tile_size": options["tile_size"],
-                "overlap": options["overlap"],
-                "region_size": options["region_size"],
-                **({"bands": options["bands"]} if options["bands"] else {}),
-            },
-            "merge": {
-                "method": options["merge"],
-                "iou": options["iou"],
-                "metric": options["metric"],
-                "class_agnostic": options["class_agnostic"],
-                "min_score": options["min_score"],
-            },
-            "outputs": [
-                {"uri": uri, **({"thresholds": thresholds} if _map_output(uri, thresholds) else {})}
-                for uri in outputs
-            ],
-        }
-    )
-
-
-def _map_output(uri: str, thresholds: list[str]) -> bool:
-    """Whether ``uri`` takes the ``--threshold`` values (a map output; none given: none)."""
-    if not thresholds:  # the module is not imported for the usual run
-        return False
-    from tilerunner.xyz.results import map_output
-
-    return map_output(uri)
-
-
-def _job_id(spec: JobSpec, model_spec: str) -> str:
-    """The same command (same document, same model) always names the same job: it resumes."""
-    key = json.dumps([spec.model_dump(mode="json"), model_spec], sort_keys=True)
-    return "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _parse_bands(value: str | None) -> list[int] | None:
-    if not value:
-        return None
-    try:
-        return [int(b) for b in value.split(",")]
-    except ValueError:
-        raise InvalidRequestError(
-            f"--bands {value!r} must be comma-separated band numbers, e.g. 1,2,3"
-        ) from None
 
 
 @click.command()
@@ -248,7 +175,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
     if job_path is not None:
         models = job_models(sources, model_args)
     else:
-        models = {_MODEL_NAME: single_model(model_args, outputs)}
+        models = {MODEL_NAME: single_model(model_args, outputs)}
     tiles = (
         None
         if job_path is not None
@@ -265,7 +192,7 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
             f"{str(state_path.parent)!r} does not exist; create it or choose another --state path"
         )
     url = f"sqlite:///{state_path}"
-    band_list = _parse_bands(bands)
+    band_list = parse_bands(bands)
     pool: WorkerPool | ThreadWorker
     if workers == 1 and job_path is None:  # the model this process loads serves the job
         early = None
@@ -343,15 +270,15 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     segment = None
     images = []
     if job_path is None:
-        model_spec = models[_MODEL_NAME]
-        model = load_model(model_spec, params, name=_MODEL_NAME, cache_dir=settings.cache_dir)
+        model_spec = models[MODEL_NAME]
+        model = load_model(model_spec, params, name=MODEL_NAME, cache_dir=settings.cache_dir)
         if isinstance(pool, ThreadWorker):
-            pool.serve(_MODEL_NAME, model)
+            pool.serve(MODEL_NAME, model)
         check_threshold_classes(thresholds, model.classes)
         flags = options.pop("segment_flags")
         assert isinstance(flags, dict)
         segment = segment_stage(model, rasters, feature_outputs, flags)
-        spec = _job_document(
+        spec = job_document(
             sources, model.task, [] if segment else feature_outputs,
             {**options, "thresholds": thresholds}, segment,
         )  # fmt: skip
@@ -374,17 +301,17 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     opened.callback(queue_for.close)
     log.debug("run: state open; planning")
     job_id, created = submit_job(
-        store, queue_for, spec, job_id=_job_id(spec, model_spec), env=settings.gdal_env()
+        store, queue_for, spec, job_id=run_job_id(spec, model_spec), env=settings.gdal_env()
     )
     log.debug("run: job %s planned", job_id)
     if not created:
-        if segment and _finished(store, job_id):
+        if segment and finished(store, job_id):
             raise InvalidRequestError(
                 f"this run finished before (job {job_id} in {state_path}) and its parts are "
                 "gone; pass another --state to run it again"
             )
         click.echo(f"resuming job {job_id} from {state_path}", err=True)
-    _process(store, queue_for, job_id, pool, state_path, quiet)
+    wait_for_regions(store, queue_for, job_id, pool, state_path, quiet)
     log.debug("run: every region finished; aggregating")
     from tilerunner.coordinator import aggregate_job, process_outbox
 
@@ -394,7 +321,7 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     ) or aggregate_job(store, job_id, env, settings.s3_endpoint_url)  # finished before: rewrite
     log.debug("run: aggregated")
     if preview is not None and spec.tiles is None and spec.photos is None:
-        _write_preview(store, job_id, spec, preview, settings)
+        draw_preview(store, job_id, spec, preview, settings)
     from tilerunner.cli.progress import print_summary  # rich: imported while the job ran
 
     print_summary(store, job_id, result, time.monotonic() - started)
@@ -404,75 +331,3 @@ def _run_job(settings: Settings, pool: WorkerPool | ThreadWorker, sources: tuple
     errors = store.errors(job_id)
     first = errors[0].message if errors else "no region finished"
     return f"error: job {result.status.value}: {len(errors)} error(s); first: {first}"
-
-
-def _finished(store: Store, job_id: str) -> bool:
-    from tilerunner.jobs import JOB_TERMINAL, JobState
-
-    job = store.get_job(job_id)
-    return job is not None and JobState(job.status) in JOB_TERMINAL
-
-
-def _process(store: Store, queue_for: QueueFor, job_id: str, pool: WorkerPool | ThreadWorker,
-             state_path: Path, quiet: bool) -> None:  # fmt: skip
-    """Release the workers on the job and wait until every region finished; the workers leave
-    on their own then, while this process aggregates."""
-    from tilerunner.coordinator import repair
-    from tilerunner.jobs import JOB_TERMINAL, JobState
-
-    started()  # planned: from here on this process waits, then aggregates
-    job = store.get_job(job_id)
-    counts = store.counts(job_id)
-    if (
-        job is None
-        or JobState(job.status) in JOB_TERMINAL
-        or counts.regions_finished >= counts.regions_total
-    ):
-        pool.release(None)
-        return
-    pool.release(job_id)
-    log.debug("run: workers released on job %s", job_id)
-    # Until now the workers waited on this process; from now on it waits on them. What only
-    # showing progress and aggregating need (rich; georeferencing, merging, the output's CRS)
-    # is imported here, in that wait, instead of before planning.
-    import tilerunner.coordinator.aggregator  # noqa: F401
-    from tilerunner.cli.progress import JobProgress
-
-    last_sweep = time.monotonic()
-    poll = _FIRST_POLL
-    try:
-        with JobProgress(store, job_id, enabled=not quiet) as progress:
-            while True:
-                counts = progress.update()
-                if counts.regions_finished >= counts.regions_total:
-                    break
-                pool.check()
-                if time.monotonic() - last_sweep > _SWEEP_SECONDS:
-                    repair(store, queue_for, job_id)
-                    last_sweep = time.monotonic()
-                pool.wait(poll)  # cut short when a worker leaves: its job is finished
-                poll = min(_POLL, poll * 2)
-    except KeyboardInterrupt:
-        pool.stop()
-        click.echo(
-            f"\nstopped; run the same command again (state: {state_path}) to resume", err=True
-        )
-        sys.exit(130)
-
-
-def _write_preview(
-    store: Store, job_id: str, spec: JobSpec, path: Path, settings: Settings
-) -> None:
-    from tilerunner.coordinator import image_features
-    from tilerunner.imagery import RasterReader
-    from tilerunner.outputs import write_preview
-
-    images = [i for i in store.images(job_id) if i.state == "done"]
-    if not images:
-        return
-    table = image_features(store, images[0], spec, settings.gdal_env())
-    reader = RasterReader(images[0].url, env=settings.gdal_env())
-    try:
-        write_preview(str(path), reader, table.pixel_bbox, list(table.label), table.score)
-    finally:
-        reader.close()
