@@ -127,6 +127,7 @@ def results(settings: Settings, job_id: str, outputs: tuple[str, ...],
             check_output(uri, label=f"-o {uri}")
     chosen = [parse_threshold(t) for t in thresholds]
     store = open_store(resolve_urls(settings, store_url, None)[0])
+    started()  # a large job's features take a while to write
     _require_job(store, job_id)
     job = store.get_job(job_id)
     assert job is not None

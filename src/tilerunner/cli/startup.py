@@ -8,8 +8,9 @@
 - **The collector of reference cycles is paused while a command starts.** Imports and set-up
   make a few hundred thousand objects that live as long as the process; collecting while they
   are made walks them again and again, about 7 % of a ``run``'s imports. A command that keeps
-  running calls :func:`started` once it has (``run`` when its workers were released,
-  ``worker``, ``serve``, ``watch``, ``submit --wait``): the collector is back on, with what
+  running calls :func:`started` once it has (``run`` once its job is planned, ``worker``,
+  ``serve``, ``watch``, ``submit --wait``, and ``results``, which may write millions of
+  features): the collector is back on, with what
   start-up made frozen out of its reach, so later collections do not walk it either.
 
 The figures are in ``docs/benchmarks.md`` (start-up).
