@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gc
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +39,23 @@ def test_starting_pauses_the_collector_and_sets_openblas_unless_set(
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
 
 
-def test_started_turns_the_collector_on_with_start_up_frozen_once(collector: None) -> None:
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_started_collects_start_up_garbage_then_freezes_the_rest_once(collector: None) -> None:
     gc.disable()
-    kept = [[]]  # made "during start-up"
+    kept = [[]]  # made "during start-up", still in use
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a  # a cycle that start-up left behind
+    gone = weakref.ref(a)
+    del a, b
     started()
     assert gc.isenabled()
+    assert gone() is None  # collected, not frozen
     assert gc.get_freeze_count() > 0
+    assert kept[0] == []
     frozen = gc.get_freeze_count()
     kept.append([])
     started()  # a second call: nothing more is frozen

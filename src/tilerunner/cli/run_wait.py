@@ -54,7 +54,6 @@ def wait_for_regions(
     from tilerunner.coordinator import repair
     from tilerunner.jobs import JOB_TERMINAL, JobState
 
-    started()  # planned: from here on this process waits, then aggregates
     job = store.get_job(job_id)
     counts = store.counts(job_id)
     if (
@@ -63,8 +62,10 @@ def wait_for_regions(
         or counts.regions_finished >= counts.regions_total
     ):
         pool.release(None)
+        started()  # from here on this process aggregates
         return
     pool.release(job_id)
+    started()  # after the release: its one collection runs while the workers read
     log.debug("run: workers released on job %s", job_id)
     # Until now the workers waited on this process; from now on it waits on them. What only
     # showing progress and aggregating need (rich; georeferencing, merging, the output's CRS)
