@@ -16,7 +16,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -36,9 +35,6 @@ from tilerunner.cli.tile_options import (
 from tilerunner.cli.worker_pool import WorkerPool
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["run"]
 
