@@ -12,7 +12,8 @@ are fetched ahead by :mod:`tilerunner.xyz.reader`).
 
 Tiles of different regions share batches, so the model never waits for a region boundary.
 Batches are full whenever tiles are coming; a partial batch is flushed only when no read is
-outstanding (end of the work at hand).
+outstanding (end of the work at hand): the reader that delivers the last outstanding tile
+says so to the batcher at once, so the last tiles of a job never wait on a timeout.
 
 Failures are as small as their cause. A read that fails transiently (a timeout or a 5xx from
 object storage: :class:`~tilerunner.errors.RetryableError`) is tried again ``read_retries``
@@ -48,7 +49,13 @@ __all__ = ["STRIP_BYTES", "PipelineStats", "TilePipeline"]
 log = logging.getLogger(__name__)
 
 _STOP = None
-_POLL = 0.05
+
+
+class _Flush:
+    """Put on the ready queue by the reader whose tile was the last outstanding one."""
+
+
+_FLUSH = _Flush()
 
 #: Default budget of one strip of a region read at once (decoded bytes): a 4096 px region of
 #: an RGB image (48 MiB) is one strip, so its blocks are fetched in one burst of requests.
@@ -117,7 +124,7 @@ class TilePipeline:
         self._read_q: queue.Queue[TileItem | RegionState | None] = queue.Queue(
             maxsize=max(2, readers * 2)
         )
-        self._ready_q: queue.Queue[TileItem | None] = queue.Queue(maxsize=batch_size * 2)
+        self._ready_q: queue.Queue[TileItem | _Flush | None] = queue.Queue(maxsize=batch_size * 2)
         self._post_q: queue.Queue[tuple[list[TileItem], list[TileOutput | None]] | None] = (
             queue.Queue(maxsize=2)
         )
@@ -184,6 +191,9 @@ class TilePipeline:
             self._ready_q.put(item)
             with self._lock:
                 self._outstanding -= 1
+                idle = self._outstanding == 0
+            if idle:  # the batcher flushes its partial batch now, not after a poll
+                self._ready_q.put(_FLUSH)
 
     def _count_retry(self) -> None:
         with self._lock:
@@ -202,11 +212,10 @@ class TilePipeline:
     def _batches(self) -> None:
         batch: list[TileItem] = []
         while True:
-            try:
-                item = self._ready_q.get(timeout=_POLL)
-            except queue.Empty:
+            item = self._ready_q.get()
+            if isinstance(item, _Flush):
                 with self._lock:
-                    idle = self._outstanding == 0
+                    idle = self._outstanding == 0  # else more tiles came: keep filling
                 if batch and idle:
                     self._infer(batch)
                     batch = []
