@@ -10,13 +10,13 @@ pydantic's dataclasses, its many sources) cost each of them more than the rest o
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from tilerunner.environ import DEFAULT_GDAL_CACHE_MB, tilerunner_variables
 from tilerunner.errors import InvalidRequestError
 from tilerunner.security.urls import UrlPolicy, parse_allowed_host
 
@@ -27,20 +27,10 @@ if TYPE_CHECKING:  # imported when asked for: GDAL's import costs every command'
 __all__ = ["Settings", "load_settings"]
 
 
-_PREFIX = "TILERUNNER_"
-
-
 def _from_environment() -> dict[str, str]:
     """The ``TILERUNNER_*`` variables that name a setting, by field name (names in any case)."""
     fields = Settings.model_fields
-    found: dict[str, str] = {}
-    for name, value in os.environ.items():
-        if (
-            name[: len(_PREFIX)].upper() == _PREFIX
-            and (field := name[len(_PREFIX) :].lower()) in fields
-        ):
-            found[field] = value
-    return found
+    return {name: value for name, value in tilerunner_variables().items() if name in fields}
 
 
 class Settings(BaseModel):
@@ -84,7 +74,7 @@ class Settings(BaseModel):
     """Attempts of a callback delivery (backoff doubling from 1 s to 10 min) before giving up."""
     s3_endpoint_url: str | None = None
     """S3-compatible endpoint for s3:// sources (a local object store, for example)."""
-    gdal_cache_mb: int = Field(default=256, ge=16)
+    gdal_cache_mb: int = Field(default=DEFAULT_GDAL_CACHE_MB, ge=16)
     """GDAL's block cache per process (MB), unless GDAL_CACHEMAX is set; GDAL's own default,
     5 % of RAM, lets a worker's memory grow with the image it reads."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)

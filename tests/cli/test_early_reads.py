@@ -1,6 +1,7 @@
 """A one-worker ``run`` reads the first strips of its image while it starts, and its worker
 takes every one of them: the windows it predicts are the ones the reader threads ask for, and
-the output is the same as without reading ahead."""
+the output is the same as without reading ahead. The image is opened before the settings load,
+and used only as they say."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import rasterio
 from affine import Affine
 from tr_cli import pixel_boxes, tilerunner
 
+from tilerunner.cli.early_reads import EarlyReads
+from tilerunner.imagery import BandSpec, RasterReader
+from tilerunner.models import load_model
+from tilerunner.settings import Settings
 from tilerunner.testing.range_server import RangeServer
 
 FAKE = "tilerunner.testing.models:FakeDetector"
@@ -104,3 +109,54 @@ def test_an_image_over_http_reads_as_the_local_file_with_the_readers_asked_for(
         far, far_log = _run(tmp_path, server.url(image.name), "far", "--readers", "3")
     assert _READERS.findall(far_log) == ["3"]
     assert far == local
+
+
+class _Worker:
+    """Takes the reader a run hands over (the part of a worker this needs)."""
+
+    def __init__(self) -> None:
+        self.adopted: list[RasterReader] = []
+
+    def adopt_reader(self, reader: RasterReader, bands: BandSpec) -> None:
+        self.adopted.append(reader)
+
+
+@pytest.mark.parametrize(
+    ("settings", "handed"),
+    [
+        ({}, True),
+        ({"s3_endpoint_url": "http://127.0.0.1:9"}, False),  # other GDAL options
+        ({"read_ahead_mb": 0}, False),
+    ],
+)
+def test_the_image_opened_before_the_settings_load_is_used_only_as_they_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, object], handed: bool
+) -> None:
+    monkeypatch.delenv("TILERUNNER_S3_ENDPOINT_URL", raising=False)
+    image = _squares(tmp_path)
+    early = EarlyReads.start(
+        (str(image),), tmp_path / "state.db", tile_size=256, overlap=32, region_size=512,
+        bands=None, readers=2,
+    )  # fmt: skip
+    assert early is not None
+    early.use(Settings(**settings))  # type: ignore[arg-type]
+    worker = _Worker()
+    assert early.hand_over(worker, load_model(FAKE)) is handed  # type: ignore[arg-type]
+    assert len(worker.adopted) == int(handed)
+    if handed:
+        (reader,) = worker.adopted
+        assert (reader.info.width, reader.info.height) == (1536, 1024)
+        reader.close()
+
+
+def test_a_run_closed_before_its_settings_load_reads_nothing(tmp_path: Path) -> None:
+    image = _squares(tmp_path)
+    early = EarlyReads.start(
+        (str(image),), tmp_path / "state.db", tile_size=256, overlap=32, region_size=512,
+        bands=None, readers=2,
+    )  # fmt: skip
+    assert early is not None
+    early.close()  # the settings were bad: the command stops
+    worker = _Worker()
+    assert early.hand_over(worker, load_model(FAKE)) is False  # type: ignore[arg-type]
+    assert worker.adopted == []

@@ -1,5 +1,6 @@
-"""The process set-up of the ``tilerunner`` command: OpenBLAS's idle threads sleep, the collector
-of reference cycles is paused while a command starts and on again once it runs."""
+"""The process set-up of the ``tilerunner`` command: OpenBLAS's idle threads sleep, GDAL's block
+cache is sized before any thread reads, the collector of reference cycles is paused while a
+command starts and on again once it runs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tr_cli import tilerunner
 from tr_scenes import make_scene
 
 from tilerunner.cli.startup import OPENBLAS_THREAD_TIMEOUT, started, starting
+from tilerunner.environ import DEFAULT_GDAL_CACHE_MB
 
 
 @pytest.fixture
@@ -37,6 +39,41 @@ def test_starting_pauses_the_collector_and_sets_openblas_unless_set(
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
     starting()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
+
+
+def test_starting_sizes_gdals_cache_from_the_setting_unless_gdal_cachemax_is_set(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    monkeypatch.delenv("TILERUNNER_GDAL_CACHE_MB", raising=False)
+    starting()
+    assert os.environ["GDAL_CACHEMAX"] == str(DEFAULT_GDAL_CACHE_MB)
+    monkeypatch.delenv("GDAL_CACHEMAX")
+    monkeypatch.setenv("tilerunner_gdal_cache_mb", " 300 ")  # any case, as the settings read it
+    starting()
+    assert os.environ["GDAL_CACHEMAX"] == "300"
+    monkeypatch.setenv("GDAL_CACHEMAX", "64")
+    starting()
+    assert os.environ["GDAL_CACHEMAX"] == "64"  # the user's own
+
+
+def test_a_cache_size_that_is_not_a_number_is_left_to_the_settings_which_stop_the_command(
+    collector: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    monkeypatch.setenv("TILERUNNER_GDAL_CACHE_MB", "lots")
+    starting()
+    assert "GDAL_CACHEMAX" not in os.environ
+    image, _, _ = make_scene(tmp_path, width=512, height=512, n_boxes=5)
+    done = tilerunner(
+        "run", str(image), "--model", "tilerunner.testing.models:FakeDetector",
+        "-o", "out.geojson", "--state", "state.db", "--quiet", cwd=tmp_path,
+        TILERUNNER_GDAL_CACHE_MB="lots",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: invalid settings: TILERUNNER_GDAL_CACHE_MB: ")
+    assert done.stderr.count("\n") == 1  # one line, no traceback from the thread that opened
+    assert not (tmp_path / "state.db").exists() and not (tmp_path / "out.geojson").exists()
 
 
 class _Node:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -18,21 +19,60 @@ if TYPE_CHECKING:
     from tilerunner.settings import Settings
 
 __all__ = [
+    "VERBOSE",
     "OpenQueues",
+    "command_settings",
     "configure_logging",
     "fail",
     "handle_errors",
     "parse_params",
+    "pass_settings",
     "queue_factory",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Key of ``-v``'s count in the click context's ``meta`` (set by the ``tilerunner`` group).
+VERBOSE = "tilerunner.verbose"
+_SETTINGS = "tilerunner.settings"
 
-def fail(message: str, code: int = 1) -> None:
+
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error and exit."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def command_settings(ctx: click.Context) -> Settings:
+    """The command's settings, loaded on first use: a bad ``TILERUNNER_*`` value stops the
+    command with its message; logging is configured and GDAL's block cache sized then.
+
+    Loaded when the command starts rather than before, so that ``run`` can open its image
+    while they load (:mod:`tilerunner.cli.early_reads`)."""
+    settings: Settings | None = ctx.meta.get(_SETTINGS)
+    if settings is None:
+        from tilerunner.settings import load_settings
+
+        try:
+            settings = load_settings()
+        except TilerunnerError as error:
+            fail(str(error))
+        configure_logging(settings, ctx.meta.get(VERBOSE, 0))
+        # GDAL reads this once, at the first block read of the process; the entry point set it
+        # already unless TILERUNNER_GDAL_CACHE_MB was not a plain number (tilerunner.cli.startup)
+        os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cache_mb))
+        ctx.meta[_SETTINGS] = settings
+    return settings
+
+
+def pass_settings(func: F) -> F:
+    """Like ``click.pass_obj``: the command gets its :func:`command_settings` first."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(command_settings(click.get_current_context()), *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def handle_errors(func: F) -> F:

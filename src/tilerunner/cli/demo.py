@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from tilerunner.cli.common import handle_errors
+from tilerunner.cli.common import command_settings, handle_errors
 from tilerunner.cli.run import run
-from tilerunner.settings import Settings
 
 __all__ = ["demo"]
 
@@ -36,7 +35,7 @@ def demo(ctx: click.Context, out_dir: Path, workers: int, quiet: bool) -> None:
     from tilerunner.demo import build_demo_scene
     from tilerunner.models.zoo import fetch_demo_photos
 
-    settings: Settings = ctx.obj
+    settings = command_settings(ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene = out_dir / "scene.tif"
     if not scene.exists():

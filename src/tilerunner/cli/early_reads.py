@@ -1,17 +1,25 @@
 """What a one-worker ``run`` reads while it starts: the first strips of its image.
 
-Before a ``run``'s worker can lease its first region, the run imports its libraries, opens
-its state file, loads the model and plans the job: most of a second of one thread holding
-Python's lock, while the other cores idle and, for a remote image, every request's latency is
-still ahead. :class:`EarlyReads` opens the image in a thread of its own as soon as the command
-line is checked and reads ahead (:meth:`~tilerunner.imagery.RasterReader.read_ahead`) the
-strips the worker's reader threads will ask for first: the first strip of each of the first
-regions in the order the planner queues them, interleaved as the reader threads take them,
-within ``read_ahead_mb``. GDAL decodes them without Python's lock, so that second now fetches
-and decodes imagery too. When the worker starts, the reader is handed to it
+Before a ``run``'s worker can lease its first region, the run imports its libraries, loads
+its settings, opens its state file, loads the model and plans the job: most of a second of one
+thread holding Python's lock, while the other cores idle and, for a remote image, every
+request's latency is still ahead. :class:`EarlyReads` opens the image in a thread of its own
+as soon as the command line is checked, before the settings are loaded (their import is about
+a tenth of a second, and opening a remote image is two requests' latency), and once the run
+hands it the settings (:meth:`EarlyReads.use`) reads ahead
+(:meth:`~tilerunner.imagery.RasterReader.read_ahead`) the strips the worker's reader threads
+will ask for first: the first strip of each of the first regions in the order the planner
+queues them, interleaved as the reader threads take them, within ``read_ahead_mb``. GDAL
+decodes them without Python's lock, so that second now fetches and decodes imagery too.
+
+When the worker starts, the reader is handed to it
 (:meth:`~tilerunner.worker.Worker.adopt_reader`); strips nobody asks for (a region another
 worker took, a read-ahead that guessed wrong) are dropped, and a read that failed is simply
 read again by the worker, so the results are the same either way.
+
+The image is opened with the S3 endpoint of the ``TILERUNNER_*`` variables as they stand
+(:mod:`tilerunner.environ`); when the settings' GDAL options turn out to differ, or their
+``read_ahead_mb`` is 0, the reader is closed unused.
 
 Only the plain case is read ahead: one image named by a path or URL, a new state file, one
 worker, a model that takes ``uint8`` pixels without rescaling. Anything else (a resumed run,
@@ -24,6 +32,8 @@ import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tilerunner.environ import tilerunner_variables
 
 if TYPE_CHECKING:
     from tilerunner.imagery import RasterReader
@@ -47,7 +57,6 @@ class EarlyReads:
     def __init__(
         self,
         source: str,
-        settings: Settings,
         *,
         tile_size: int,
         overlap: int,
@@ -55,7 +64,8 @@ class EarlyReads:
         bands: list[int] | None,
         readers: int,
     ) -> None:
-        self._settings = settings
+        self._settings: Settings | None = None
+        self._settled = threading.Event()  # the settings were given, or the run closed this
         self._bands = None if bands is None else tuple(bands)
         self._reader: RasterReader | None = None
         self._lock = threading.Lock()
@@ -73,7 +83,6 @@ class EarlyReads:
     def start(
         cls,
         sources: tuple[str, ...],
-        settings: Settings,
         state_path: Path,
         *,
         tile_size: int,
@@ -82,15 +91,14 @@ class EarlyReads:
         bands: list[int] | None,
         readers: int,
     ) -> EarlyReads | None:
-        """Start reading ahead when the run is the plain case (see the module); else None."""
-        if settings.read_ahead_mb <= 0 or len(sources) != 1 or state_path.exists():
+        """Start opening the image when the run is the plain case (see the module); else None."""
+        if len(sources) != 1 or state_path.exists():
             return None
         source = sources[0]
         if "://" not in source and (_GLOB & set(source) or not Path(source).is_file()):
             return None  # a folder or a pattern: which image comes first is the planner's call
         early = cls(
             source,
-            settings,
             tile_size=tile_size,
             overlap=overlap,
             region_size=region_size,
@@ -102,6 +110,11 @@ class EarlyReads:
         # and the first read would start later); then the thread opens and decodes without it.
         early._imported.wait(_IMPORT_WAIT)
         return early
+
+    def use(self, settings: Settings) -> None:
+        """The run's settings: read ahead what they say (nothing when ``read_ahead_mb`` is 0)."""
+        self._settings = settings
+        self._settled.set()
 
     def hand_over(self, worker: Worker, model: LoadedModel) -> bool:
         """Give the reader to ``worker`` when its reads are what ``model`` asks for; else close
@@ -125,6 +138,7 @@ class EarlyReads:
         with self._lock:
             self._closed = True
             reader, self._reader = self._reader, None
+        self._settled.set()
         if reader is not None:
             reader.close()
 
@@ -132,17 +146,23 @@ class EarlyReads:
         self, source: str, tile_size: int, overlap: int, region_size: int, readers: int
     ) -> None:
         try:
-            from tilerunner.imagery import BandSpec, RasterReader, expand_sources
+            from tilerunner.imagery import BandSpec, GdalEnv, RasterReader, expand_sources
         finally:
             self._imported.set()
-        settings = self._settings
-        budget = settings.read_ahead_mb << 20
+        # the settings' GDAL options, as far as the environment says them before they load
+        env = GdalEnv.for_s3(endpoint_url=tilerunner_variables().get("s3_endpoint_url") or None)
         try:
             (image,) = expand_sources([source])
-            reader = RasterReader(image.url, BandSpec(bands=self._bands), settings.gdal_env())
+            reader = RasterReader(image.url, BandSpec(bands=self._bands), env)
         except Exception as error:  # the planner reports it, with its own message
             log.debug("run: no early reads of %s: %s", source, error)
             return
+        self._settled.wait()
+        settings = self._settings
+        if settings is None or settings.read_ahead_mb <= 0 or settings.gdal_env() != env:
+            reader.close()  # the run closed this, reads nothing ahead, or reads otherwise
+            return
+        budget = settings.read_ahead_mb << 20
         try:
             windows = first_strips(
                 reader, tile_size, overlap, region_size, readers,

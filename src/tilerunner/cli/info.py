@@ -6,7 +6,7 @@ import json
 
 import click
 
-from tilerunner.cli.common import handle_errors
+from tilerunner.cli.common import handle_errors, pass_settings
 from tilerunner.cli.options import resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
@@ -35,7 +35,7 @@ def models_command() -> None:
 @click.argument("job_id", required=False)
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-@click.pass_obj
+@pass_settings
 @handle_errors
 def status_command(
     settings: Settings, job_id: str | None, store_url: str | None, as_json: bool

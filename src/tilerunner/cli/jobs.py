@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.common import handle_errors, pass_settings, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
@@ -40,7 +40,7 @@ def _require_job(store: Store, job_id: str) -> None:
 @click.option(
     "--timeout", default=None, type=float, help="With --wait: give up after this many seconds."
 )
-@click.pass_obj
+@pass_settings
 @handle_errors
 def submit(settings: Settings, document: Path, store_url: str | None, broker_url: str | None,
            wait: bool, timeout: float | None) -> None:  # fmt: skip
@@ -98,7 +98,7 @@ def submit(settings: Settings, document: Path, store_url: str | None, broker_url
     "passing one; CSV lists every feature. Repeatable.",
 )
 @store_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def results(settings: Settings, job_id: str, outputs: tuple[str, ...],
             thresholds: tuple[str, ...], store_url: str | None) -> None:  # fmt: skip
@@ -159,7 +159,7 @@ def results(settings: Settings, job_id: str, outputs: tuple[str, ...],
 @click.command()
 @click.argument("job_id")
 @store_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def cancel(settings: Settings, job_id: str, store_url: str | None) -> None:
     """Cancel JOB_ID, keeping what finished: workers let go of its regions within one lease

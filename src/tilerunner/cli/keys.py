@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors
+from tilerunner.cli.common import handle_errors, pass_settings
 from tilerunner.cli.options import resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
 from tilerunner.security.keys import DEFAULT_PROJECT, Scope, check_project, generate_key
@@ -63,7 +63,7 @@ def keys() -> None:
 )
 @click.option("--name", default=None, help="A note on who or what uses the key.")
 @store_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def create(
     settings: Settings,
@@ -89,7 +89,7 @@ def create(
 @keys.command("list")
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
-@click.pass_obj
+@pass_settings
 @handle_errors
 def list_keys(settings: Settings, store_url: str | None, as_json: bool) -> None:
     """List the keys (never the keys themselves, nor their hashes)."""
@@ -137,7 +137,7 @@ def list_keys(settings: Settings, store_url: str | None, as_json: bool) -> None:
 @keys.command()
 @click.argument("key_id")
 @store_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def revoke(settings: Settings, key_id: str, store_url: str | None) -> None:
     """Revoke KEY_ID: requests with it are refused from now on."""

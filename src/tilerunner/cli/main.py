@@ -8,7 +8,6 @@ and ``tilerunner status`` imports what status needs, not the API, the models or 
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,6 @@ import click
 
 from tilerunner import __version__
 from tilerunner.cli.startup import starting
-from tilerunner.errors import TilerunnerError
 
 __all__ = ["COMMANDS", "CommandEntry", "LazyGroup", "cli", "main"]
 
@@ -153,17 +151,9 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """Run machine-learning models over imagery of any size."""
-    from tilerunner.cli.common import configure_logging, fail
-    from tilerunner.settings import load_settings
+    from tilerunner.cli.common import VERBOSE
 
-    try:
-        settings = load_settings()
-    except TilerunnerError as error:
-        fail(str(error))
-    configure_logging(settings, verbose)
-    # GDAL reads this once, at the first block read of the process: set it before any.
-    os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cache_mb))
-    ctx.obj = settings
+    ctx.meta[VERBOSE] = verbose  # the command loads its settings (cli.common.command_settings)
 
 
 def main() -> None:

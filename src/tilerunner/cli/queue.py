@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.common import handle_errors, pass_settings, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
@@ -40,7 +40,7 @@ def queue() -> None:
 )
 @store_option
 @broker_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def depth(
     settings: Settings, models: tuple[str, ...], store_url: str | None, broker_url: str | None
@@ -68,7 +68,7 @@ def depth(
 @click.option("--limit", default=100, show_default=True, type=int)
 @store_option
 @broker_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_url: str | None,
                  broker_url: str | None) -> None:  # fmt: skip
@@ -92,7 +92,7 @@ def dead_letters(settings: Settings, models: tuple[str, ...], limit: int, store_
 @click.argument("job_id")
 @store_option
 @broker_option
-@click.pass_obj
+@pass_settings
 @handle_errors
 def requeue(settings: Settings, job_id: str, store_url: str | None, broker_url: str | None) -> None:
     """Retry the failed (dead-lettered) regions of JOB_ID, and the tiles that failed alone

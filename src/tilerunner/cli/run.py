@@ -16,10 +16,11 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.common import command_settings, handle_errors, parse_params, queue_factory
 from tilerunner.cli.early_reads import EarlyReads
 from tilerunner.cli.run_flags import MODEL_NAME, job_document, parse_bands, run_job_id
 from tilerunner.cli.run_job import job_from_file, job_models, single_model
@@ -34,7 +35,9 @@ from tilerunner.cli.tile_options import (
 )
 from tilerunner.cli.worker_pool import WorkerPool
 from tilerunner.errors import InvalidRequestError
-from tilerunner.settings import Settings
+
+if TYPE_CHECKING:
+    from tilerunner.settings import Settings
 
 __all__ = ["run"]
 
@@ -149,9 +152,9 @@ log = logging.getLogger(__name__)
 )
 @click.option("--vectorize", default=None, help="Segmentation: also write polygons per class.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing raster output.")
-@click.pass_obj
+@click.pass_context
 @handle_errors
-def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...],
+def run(ctx: click.Context, sources: tuple[str, ...], model_args: tuple[str, ...],
         job_path: Path | None, outputs: tuple[str, ...], model_params: tuple[str, ...],
         tile_size: int, overlap: int, region_size: int,
         batch_size: int | None, workers: int, readers: int, merge: str, iou: float,
@@ -189,14 +192,24 @@ def run(settings: Settings, sources: tuple[str, ...], model_args: tuple[str, ...
         )
     url = f"sqlite:///{state_path}"
     band_list = parse_bands(bands)
+    early = None
+    if workers == 1 and job_path is None and tiles is None and not split_outputs(outputs)[0]:
+        # one worker, an image's tiles: opened while the settings load, which then say what to
+        # read ahead (tilerunner.cli.early_reads)
+        early = EarlyReads.start(
+            sources, state_path, tile_size=tile_size, overlap=overlap, region_size=region_size,
+            bands=band_list, readers=readers,
+        )  # fmt: skip
+    try:
+        settings = command_settings(ctx)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    if early is not None:
+        early.use(settings)
     pool: WorkerPool | ThreadWorker
     if workers == 1 and job_path is None:  # the model this process loads serves the job
-        early = None
-        if tiles is None and not split_outputs(outputs)[0]:  # an image's tiles: read ahead
-            early = EarlyReads.start(
-                sources, settings, state_path, tile_size=tile_size, overlap=overlap,
-                region_size=region_size, bands=band_list, readers=readers,
-            )  # fmt: skip
         pool = ThreadWorker(
             settings, url, batch_size, readers, state_path.with_suffix(".workers.log"), early
         )

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.common import handle_errors, pass_settings, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
@@ -47,7 +47,7 @@ def _check_loopback(host: str) -> None:
     is_flag=True,
     help="No API keys: every caller is an admin of project 'default'. Loopback --host only.",
 )
-@click.pass_obj
+@pass_settings
 @handle_errors
 def serve(settings: Settings, store_url: str | None, broker_url: str | None, host: str,
           port: int, sweep_seconds: float, no_api: bool, insecure: bool) -> None:  # fmt: skip

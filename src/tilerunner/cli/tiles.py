@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from tilerunner.cli.common import handle_errors
+from tilerunner.cli.common import handle_errors, pass_settings
 from tilerunner.errors import InvalidRequestError
 from tilerunner.settings import Settings
 
@@ -33,7 +33,7 @@ def tiles() -> None:
     help="A GeoJSON file (lon/lat): the tiles its geometries intersect.",
 )
 @click.option("--zoom", required=True, type=int, help="Zoom level (0..22).")
-@click.pass_obj
+@pass_settings
 @handle_errors
 def cover(settings: Settings, bbox: str | None, geojson: Path | None, zoom: int) -> None:
     """Print the tiles (x-y-z, one a line) of ZOOM that a bbox or a GeoJSON area touches."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors, queue_factory
+from tilerunner.cli.common import handle_errors, pass_settings, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
@@ -91,7 +91,7 @@ __all__ = ["watch"]
     help="Key with the submit scope for --api (default $TILERUNNER_API_TOKEN).",
 )
 @click.option("--once", is_flag=True, help="Take what is there now, then exit (for cron).")
-@click.pass_obj
+@pass_settings
 @handle_errors
 def watch(settings: Settings, source: str, template_path: Path, store_url: str | None,
           broker_url: str | None, sqs_queue: str | None, suffixes: tuple[str, ...],

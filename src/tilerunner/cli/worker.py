@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tilerunner.cli.common import handle_errors, parse_params, queue_factory
+from tilerunner.cli.common import handle_errors, parse_params, pass_settings, queue_factory
 from tilerunner.cli.options import broker_option, resolve_urls, store_option
 from tilerunner.cli.startup import started
 from tilerunner.errors import InvalidRequestError
@@ -132,7 +132,7 @@ def _load_models(
     help="Exit once every region of this job finished; '-' reads the job id from standard "
     "input once the models are loaded (an empty line: exit at once).",
 )
-@click.pass_obj
+@pass_settings
 @handle_errors
 def worker(
     settings: Settings,
