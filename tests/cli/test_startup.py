@@ -1,12 +1,14 @@
 """The process set-up of the ``tilerunner`` command: OpenBLAS's idle threads sleep, GDAL's block
-cache is sized before any thread reads, the collector of reference cycles is paused while a
-command starts and on again once it runs."""
+cache is sized before any thread reads, freed memory is kept for reuse, the collector of
+reference cycles is paused while a command starts and on again once it runs."""
 
 from __future__ import annotations
 
 import csv
 import gc
 import os
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,12 @@ import pytest
 from tr_cli import tilerunner
 from tr_scenes import make_scene
 
-from tilerunner.cli.startup import OPENBLAS_THREAD_TIMEOUT, started, starting
+from tilerunner.cli.startup import (
+    OPENBLAS_THREAD_TIMEOUT,
+    keep_freed_memory,
+    started,
+    starting,
+)
 from tilerunner.environ import DEFAULT_GDAL_CACHE_MB
 
 
@@ -112,3 +119,44 @@ def test_a_run_collects_while_its_workers_work(tmp_path: Path, workers: int) -> 
         labels = [row["label"] for row in csv.DictReader(f)]
     assert len(labels) > 6  # one box a tile, from several regions
     assert set(labels) == {"collecting"}
+
+
+_REFAULTS = """
+import resource, sys
+from tilerunner.cli import startup
+if sys.argv[1] == "set":
+    assert startup.keep_freed_memory()
+faults = []
+for _ in range(3):  # a 16 MiB buffer filled and freed, as GDAL does block after block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = b"x" * (16 << 20)
+    del buffer
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt: Linux only")
+def test_memory_freed_by_one_buffer_serves_the_next_without_faulting_it_in_again() -> None:
+    def faults(mode: str) -> list[int]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+        done = subprocess.run(
+            [sys.executable, "-c", _REFAULTS, mode], capture_output=True, text=True, env=env,
+            check=True,
+        )  # fmt: skip
+        return [int(n) for n in done.stdout.split()]
+
+    pages = (16 << 20) // 4096
+    default, kept = faults("default"), faults("set")
+    # glibc's defaults: the first two buffers each fault in all their pages (it raises its
+    # thresholds only after freeing one of that size, and anew for each larger size)
+    assert default[0] >= pages // 2 and default[1] >= pages // 2
+    assert kept[0] >= pages // 2 and max(kept[1:]) < pages // 10  # reused from the second on
+
+
+def test_a_users_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072")
+    assert keep_freed_memory() is False
