@@ -3,13 +3,16 @@
 ``tilerunner run`` works through worker subprocesses, SAHI and a plain loop work in one process:
 comparing them fairly means summing the resident memory of the process and every descendant at
 each sample. psutil reads it portably; the tree is walked anew at every sample because workers
-start and stop during a run.
+start and stop during a run. A thread samples while the caller waits for the command, so its
+time is taken when it exits, not at the next sample (which would add up to ``poll`` seconds to
+every tool's time alike, and so flatter the slower ones' ratios).
 """
 
 from __future__ import annotations
 
 import resource
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,17 +69,28 @@ def run_sampled(
     with log.open("wb") as sink, out.open("wb") as printed:
         proc = subprocess.Popen(argv, stdout=printed, stderr=sink, env=env)
         root = psutil.Process(proc.pid)
-        peak, samples, seen = 0, 0, set[int]()
-        while proc.poll() is None:
-            peak = max(peak, _tree_rss(root, seen))
-            samples += 1
-            if time.perf_counter() - started > timeout:
-                proc.kill()
-                break
-            time.sleep(poll)
-        proc.wait()
-    seconds = time.perf_counter() - started
+        seen = set[int]()
+        peaks: list[int] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peaks.append(_tree_rss(root, seen))
+                done.wait(poll)
+
+        sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+        sampler.start()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     stdout = out.read_text(encoding="utf-8", errors="replace")
-    return Sampled(seconds, cpu, peak, len(seen), samples, proc.returncode, stdout)
+    return Sampled(
+        seconds, cpu, max(peaks, default=0), len(seen), len(peaks), proc.returncode, stdout
+    )
