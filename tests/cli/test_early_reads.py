@@ -121,6 +121,16 @@ class _Worker:
         self.adopted.append(reader)
 
 
+def _started(folder: Path) -> EarlyReads:
+    """What ``run`` starts for the squares image of ``folder`` with the flags of ``_run``."""
+    early = EarlyReads.start(
+        (str(_squares(folder)),), folder / "state.db", tile_size=256, overlap=32,
+        region_size=512, bands=None, readers=2,
+    )  # fmt: skip
+    assert early is not None
+    return early
+
+
 @pytest.mark.parametrize(
     ("settings", "handed"),
     [
@@ -133,12 +143,7 @@ def test_the_image_opened_before_the_settings_load_is_used_only_as_they_say(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, object], handed: bool
 ) -> None:
     monkeypatch.delenv("TILERUNNER_S3_ENDPOINT_URL", raising=False)
-    image = _squares(tmp_path)
-    early = EarlyReads.start(
-        (str(image),), tmp_path / "state.db", tile_size=256, overlap=32, region_size=512,
-        bands=None, readers=2,
-    )  # fmt: skip
-    assert early is not None
+    early = _started(tmp_path)
     early.use(Settings(**settings))  # type: ignore[arg-type]
     worker = _Worker()
     assert early.hand_over(worker, load_model(FAKE)) is handed  # type: ignore[arg-type]
@@ -150,12 +155,7 @@ def test_the_image_opened_before_the_settings_load_is_used_only_as_they_say(
 
 
 def test_a_run_closed_before_its_settings_load_reads_nothing(tmp_path: Path) -> None:
-    image = _squares(tmp_path)
-    early = EarlyReads.start(
-        (str(image),), tmp_path / "state.db", tile_size=256, overlap=32, region_size=512,
-        bands=None, readers=2,
-    )  # fmt: skip
-    assert early is not None
+    early = _started(tmp_path)
     early.close()  # the settings were bad: the command stops
     worker = _Worker()
     assert early.hand_over(worker, load_model(FAKE)) is False  # type: ignore[arg-type]
