@@ -192,8 +192,9 @@ def run(ctx: click.Context, sources: tuple[str, ...], model_args: tuple[str, ...
         )
     url = f"sqlite:///{state_path}"
     band_list = parse_bands(bands)
+    in_process = workers == 1 and job_path is None  # the model this process loads serves the job
     early = None
-    if workers == 1 and job_path is None and tiles is None and not split_outputs(outputs)[0]:
+    if in_process and tiles is None and not split_outputs(outputs)[0]:
         # one worker, an image's tiles: opened while the settings load, which then say what to
         # read ahead (tilerunner.cli.early_reads)
         early = EarlyReads.start(
@@ -209,7 +210,7 @@ def run(ctx: click.Context, sources: tuple[str, ...], model_args: tuple[str, ...
     if early is not None:
         early.use(settings)
     pool: WorkerPool | ThreadWorker
-    if workers == 1 and job_path is None:  # the model this process loads serves the job
+    if in_process:
         pool = ThreadWorker(
             settings, url, batch_size, readers, state_path.with_suffix(".workers.log"), early
         )

@@ -16,7 +16,7 @@
   array of its own. glibc's allocator starts by serving every allocation over 128 KiB with a
   fresh ``mmap`` and by giving freed heap memory back to the kernel, so those buffers page-fault
   in again, block after block, and a growing buffer is copied at each step: about 150,000 page
-  faults and 0.2 s of kernel time in a run of an 8192 x 6144 image. The command sets the
+  faults and 0.15 s of kernel time in a run of an 8192 x 6144 image. The command sets the
   thresholds to where glibc's own adjustment would take them at most (``mmap`` from 32 MiB,
   heap given back past 64 MiB free), so that memory freed by one block serves the next.
   A ``MALLOC_*_`` variable or a ``glibc.malloc`` tunable of the user's leaves both as they are.
@@ -30,7 +30,8 @@
   load may leave more), freezes the rest out of the collector's reach, so that later
   collections do not walk it, and turns the collector back on.
 
-The figures are in ``docs/benchmarks.md`` (against peers: a spinning BLAS pool).
+The figures are in ``docs/benchmarks.md`` (against peers: a spinning BLAS pool; the image
+opened before the settings, the last batch at once, freed memory kept).
 """
 
 from __future__ import annotations
